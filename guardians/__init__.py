@@ -1,0 +1,62 @@
+"""Guardians: nothing enters the image unvetted.
+
+``vet(source)`` runs the security guardian, the persistence covenant and
+RestrictedPython's compiler over method source and returns a Verdict with
+every reason (rule, line). Every verdict is logged; a rejected method is
+never compiled into a callable, never installed and never persisted.
+"""
+import ast
+
+from .verdict import GuardianRejection, Reason, Verdict
+from . import covenant, security
+
+__all__ = ["vet", "Verdict", "Reason", "GuardianRejection"]
+
+
+def vet(source, receiver=None, name=None, covenant_check=True) -> Verdict:
+    """Judge method ``source``; ``receiver`` (a prototype) refines the covenant.
+
+    ``covenant_check=False`` is for recompiling a method that was vetted when
+    it was installed (the covenant depends on the receiver it was installed on);
+    the security checks always run.
+    """
+    verdict = Verdict(source if isinstance(source, str) else "", name=name)
+    if not isinstance(source, str):
+        verdict.reasons.append(Reason("syntax", None, f"source must be text, not {type(source).__name__}"))
+        return verdict.log()
+    if len(source) > security.MAX_SOURCE:
+        verdict.reasons.append(Reason("too-large", None,
+                                      f"source is {len(source)} characters (limit {security.MAX_SOURCE})"))
+        return verdict.log()
+    try:
+        tree = ast.parse(source, filename=f"<method {name or ''}>")
+    except SyntaxError as e:
+        verdict.reasons.append(Reason("syntax", e.lineno, f"not valid Python: {e.msg}"))
+        return verdict.log()
+    except (ValueError, RecursionError, MemoryError) as e:
+        verdict.reasons.append(Reason("syntax", None, f"not valid Python: {type(e).__name__}: {e}"))
+        return verdict.log()
+    verdict.reasons.extend(security.check(tree))
+    fn, _ = security.find_function(tree)
+    if fn is not None:
+        verdict.function = fn.name
+        if covenant_check:
+            verdict.reasons.extend(covenant.check(fn, receiver))
+    if verdict.accepted:
+        from .sandbox import SandboxError, restricted_errors, rewrite
+        try:
+            rewritten = rewrite(tree, fn)
+        except SandboxError as e:
+            verdict.reasons.append(Reason("restricted-python", None, str(e)))
+        else:
+            for err in restricted_errors(rewritten):
+                verdict.reasons.append(Reason("restricted-python", _line_of(err), err))
+            if verdict.accepted:
+                verdict.tree = rewritten
+    return verdict.log()
+
+
+def _line_of(message):
+    import re
+    m = re.match(r"Line (\d+):", message)
+    return int(m.group(1)) if m else None

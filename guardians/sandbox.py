@@ -1,0 +1,216 @@
+"""Compile vetted method source with RestrictedPython and run it with guards.
+
+Layering (RestrictedPython says of itself that it is not a sandbox): the
+static checks in ``security``/``covenant`` run first; then RestrictedPython's
+compiler, which routes every attribute read, item read, write and iteration
+through the guard functions below; then these guards, which refuse private
+and interpreter-internal names at run time too (names computed at run time
+never reached the static checks). CPU/memory limits per call are enforced by
+the caller (see issue 7); nothing here runs code that was not vetted.
+"""
+import ast
+import builtins
+import copy
+import math
+import operator
+import string
+
+from persistent import Persistent
+from persistent.list import PersistentList
+from persistent.mapping import PersistentMapping
+from RestrictedPython import compile_restricted
+from RestrictedPython.Guards import (guarded_iter_unpack_sequence, guarded_unpack_sequence,
+                                     safe_builtins)
+from RestrictedPython.PrintCollector import PrintCollector
+
+from . import covenant, security
+
+
+class SandboxError(Exception):
+    """Code was refused at compile or run time by the sandbox."""
+
+
+def _refuse_name(name):
+    if not isinstance(name, str):
+        raise SandboxError(f"attribute names are strings, not {type(name).__name__}")
+    if name.startswith("_") or name in security.FRAME_ATTRIBUTES:
+        raise SandboxError(f"access to attribute {name!r} is not allowed")
+
+
+class _SafeFormatter(string.Formatter):
+    def get_field(self, field_name, args, kwargs):
+        first, rest = _split_field(field_name)
+        for is_attr, key in rest:
+            if is_attr:
+                _refuse_name(key)
+        return super().get_field(field_name, args, kwargs)
+
+
+def _split_field(field_name):
+    import _string
+    return _string.formatter_field_name_split(field_name)
+
+
+def _safe_format(text):
+    def format(*args, **kw):
+        return _SafeFormatter().vformat(text, args, kw)
+    return format
+
+
+def guarded_getattr(obj, name, *default):
+    _refuse_name(name)
+    if isinstance(obj, str) and name == "format":
+        return _safe_format(obj)
+    if isinstance(obj, str) and name == "format_map":
+        raise SandboxError("str.format_map is not allowed; use an f-string")
+    return getattr(obj, name, *default)
+
+
+def guarded_hasattr(obj, name):
+    _refuse_name(name)
+    return hasattr(obj, name)
+
+
+def guarded_getitem(obj, key):
+    if isinstance(key, str) and key.startswith("_") and not isinstance(obj, (dict, PersistentMapping)):
+        raise SandboxError(f"access to item {key!r} is not allowed")
+    return obj[key]
+
+
+_WRITABLE = (dict, list, set, bytearray, PersistentMapping, PersistentList)
+
+
+def guarded_write(obj):
+    """Objects sandboxed code may assign into: containers and prototypes."""
+    if isinstance(obj, _WRITABLE) or hasattr(type(obj), "__guarded_setattr__"):
+        return obj
+    if type(obj).__module__.startswith("BTrees."):
+        return obj
+    raise SandboxError(f"cannot assign into a {type(obj).__name__}")
+
+
+def guarded_setattr(obj, name, value):
+    _refuse_name(name)
+    setattr(guarded_write(obj), name, value)
+
+
+def guarded_delattr(obj, name):
+    _refuse_name(name)
+    delattr(guarded_write(obj), name)
+
+
+_INPLACE = {
+    "+=": operator.iadd, "-=": operator.isub, "*=": operator.imul, "/=": operator.itruediv,
+    "//=": operator.ifloordiv, "%=": operator.imod, "**=": operator.ipow,
+    "<<=": operator.ilshift, ">>=": operator.irshift, "&=": operator.iand,
+    "^=": operator.ixor, "|=": operator.ior, "@=": operator.imatmul,
+}
+
+
+def inplace_var(op, x, y):
+    return _INPLACE[op](x, y)
+
+
+def note_changed(obj, *slots):
+    """What ``self._p_changed = True`` becomes: mark the holders of the slots."""
+    targets = {id(h): h for h in (obj.holder_of(s) for s in slots) if h is not None} \
+        if slots and hasattr(type(obj), "holder_of") else {id(obj): obj}
+    for holder in targets.values():
+        holder._p_changed = True
+        inner = holder.__dict__.get("_slots") if isinstance(holder, Persistent) else None
+        if isinstance(inner, Persistent):
+            inner._p_changed = True
+
+
+_EXTRA_BUILTINS = {
+    name: getattr(builtins, name)
+    for name in ("min", "max", "sum", "enumerate", "list", "dict", "set", "frozenset", "any",
+                 "all", "map", "filter", "reversed", "sorted", "zip", "tuple", "range", "iter",
+                 "next", "format", "print")
+}
+
+
+def safe_globals(name="<method>"):
+    builtins = dict(safe_builtins)
+    builtins.update(_EXTRA_BUILTINS)
+    builtins.update(getattr=guarded_getattr, hasattr=guarded_hasattr,
+                    setattr=guarded_setattr, delattr=guarded_delattr)
+    return {
+        "__builtins__": builtins, "__name__": f"batos.method.{name}", "__metaclass__": type,
+        "_getattr_": guarded_getattr, "_getitem_": guarded_getitem, "_write_": guarded_write,
+        "_getiter_": iter, "_iter_unpack_sequence_": guarded_iter_unpack_sequence,
+        "_unpack_sequence_": guarded_unpack_sequence, "_inplacevar_": inplace_var,
+        "_print_": PrintCollector, "_apply_": lambda f, *a, **kw: f(*a, **kw),
+        "math": math, "note_changed": note_changed,
+    }
+
+
+class _Rewrite(ast.NodeTransformer):
+    """Make vetted source compile under RestrictedPython.
+
+    ``self._p_changed = True`` becomes ``note_changed(self, 'slot', ...)`` and
+    ``a.b op= v`` / ``a[k] op= v`` (refused by RestrictedPython) become
+    ``a.b = a.b op v`` when the target has no side effects.
+    """
+
+    def __init__(self, receiver, slots):
+        self.receiver, self.slots = receiver, slots
+
+    def visit_Assign(self, node):
+        if security.is_changed_marker(node, self.receiver):
+            call = ast.Call(ast.Name("note_changed", ast.Load()),
+                            [ast.Name(self.receiver, ast.Load())]
+                            + [ast.Constant(s) for s in self.slots], [])
+            return ast.copy_location(ast.Expr(call), node)
+        return self.generic_visit(node)
+
+    def visit_AugAssign(self, node):
+        node = self.generic_visit(node)
+        if isinstance(node.target, (ast.Attribute, ast.Subscript)):
+            if not _pure(node.target):
+                raise SandboxError(f"line {node.lineno}: augmented assignment to a computed "
+                                   "target; write `x = x + y` instead")
+            load = _as_load(node.target)
+            value = ast.BinOp(load, node.op, node.value)
+            return ast.copy_location(ast.Assign([node.target], value), node)
+        return node
+
+
+def _pure(expr):
+    return all(isinstance(n, (ast.Name, ast.Attribute, ast.Subscript, ast.Constant, ast.Load,
+                              ast.Store, ast.Slice)) for n in ast.walk(expr))
+
+
+def _as_load(target):
+    new = copy.deepcopy(target)
+    new.ctx = ast.Load()
+    return new
+
+
+def rewrite(tree, fn):
+    """The tree RestrictedPython compiles (see _Rewrite); raises SandboxError."""
+    receiver = (fn.args.posonlyargs + fn.args.args)[0].arg
+    tree = _Rewrite(receiver, covenant.changed_slots(fn)).visit(copy.deepcopy(tree))
+    return ast.fix_missing_locations(tree)
+
+
+def restricted_errors(tree):
+    """RestrictedPython's own complaints about a rewritten tree (a second opinion)."""
+    from RestrictedPython.compile import compile_restricted_exec
+    return list(compile_restricted_exec(copy.deepcopy(tree)).errors)
+
+
+def compile_rewritten(tree, fn_name, name):
+    """RestrictedPython-compile a vetted, rewritten tree; return the function."""
+    code = compile_restricted(tree, filename=f"<method {name}>", mode="exec")
+    glb = safe_globals(name)
+    exec(code, glb)      # defines the function only; its body runs under the guards
+    return glb[fn_name]
+
+
+def compile_method(source, name="<method>"):
+    """Vet and compile method source; raises GuardianRejection if refused."""
+    from . import vet
+    verdict = vet(source, name=name, covenant_check=False)
+    verdict.raise_if_rejected()
+    return compile_rewritten(verdict.tree, verdict.function, name)

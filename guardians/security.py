@@ -1,0 +1,149 @@
+"""Security guardian: a static allow/deny check of method source.
+
+LLM output is untrusted input. This pass runs before RestrictedPython's own
+compile-time checks (a second, independent layer) and the run-time guards in
+``guardians.sandbox`` (a third). Rules, each with an id used in verdicts:
+
+- ``one-function``: the source is exactly one ``def`` whose first parameter is
+  the receiver; no decorators, no ``async``.
+- ``import``, ``global``, ``class``: none of these statements.
+- ``private-attribute``: no attribute starting with ``_`` (dunders, ``_p_``,
+  ``_v_``) — the one exception is the persistence marker
+  ``self._p_changed = True``; also through ``getattr``/``setattr``/``hasattr``/
+  ``delattr`` with a constant name.
+- ``private-name``: no name starting with ``_``.
+- ``frame-attribute``: no attributes that climb to frames, code or globals
+  (``gi_frame``, ``f_globals``, ``tb_frame``, ``cr_frame``, ...).
+- ``forbidden-name``: no exec/eval/compile/open/__import__/globals/locals/
+  vars/breakpoint/input and the other names in FORBIDDEN_NAMES.
+- ``format-string``: ``str.format``/``format_map`` only on a constant whose
+  fields are plain (no ``.attr`` or ``[key]``); use an f-string instead.
+- ``too-large``: source over MAX_SOURCE characters.
+"""
+import ast
+import re
+import string
+
+from .verdict import Reason
+
+MAX_SOURCE = 20_000
+FORBIDDEN_NAMES = frozenset({
+    "exec", "eval", "compile", "open", "__import__", "globals", "locals", "vars",
+    "breakpoint", "input", "help", "exit", "quit", "memoryview", "type", "object",
+    "super", "dir", "classmethod", "staticmethod", "property", "__builtins__",
+    "__loader__", "__spec__", "getattribute", "reload", "execfile", "file",
+})
+FRAME_ATTRIBUTES = frozenset({
+    "gi_frame", "gi_code", "gi_yieldfrom", "gi_running", "cr_frame", "cr_code",
+    "cr_await", "cr_origin", "ag_frame", "ag_code", "ag_await",
+    "f_globals", "f_locals", "f_builtins", "f_back", "f_code", "f_trace",
+    "tb_frame", "tb_next", "co_code", "co_consts", "co_names",
+    "func_globals", "func_code", "func_closure", "im_func", "im_self", "cell_contents",
+    "mro",
+})
+ATTR_BUILTINS = frozenset({"getattr", "setattr", "hasattr", "delattr"})
+_FORMAT_FIELD = string.Formatter()
+
+
+def is_changed_marker(node, receiver):
+    """``self._p_changed = True``: the one ``_p_`` access the covenant needs."""
+    return (isinstance(node, ast.Assign) and len(node.targets) == 1
+            and isinstance(t := node.targets[0], ast.Attribute) and t.attr == "_p_changed"
+            and isinstance(t.value, ast.Name) and t.value.id == receiver
+            and isinstance(node.value, ast.Constant) and node.value.value in (True, 1))
+
+
+def find_function(tree):
+    """The single top-level def, or a Reason saying what is wrong."""
+    body = tree.body
+    if len(body) != 1 or not isinstance(body[0], ast.FunctionDef):
+        kinds = ", ".join(type(n).__name__ for n in body) or "nothing"
+        line = next((n.lineno for n in body if not isinstance(n, ast.FunctionDef)), None)
+        return None, Reason("one-function", line,
+                            f"method source must be exactly one function definition (found: {kinds})")
+    fn = body[0]
+    if fn.decorator_list:
+        return None, Reason("one-function", fn.lineno, "decorators are not allowed on methods")
+    params = fn.args.posonlyargs + fn.args.args
+    if not params:
+        return None, Reason("one-function", fn.lineno,
+                            "a method's first parameter is the receiver (self)")
+    return fn, None
+
+
+def check(tree) -> list:
+    reasons = []
+    fn, why = find_function(tree)
+    if why:
+        reasons.append(why)
+    receiver = (fn.args.posonlyargs + fn.args.args)[0].arg if fn else "self"
+    markers = {id(n.targets[0]) for n in ast.walk(tree) if is_changed_marker(n, receiver)}
+    for node in ast.walk(tree):
+        line = getattr(node, "lineno", None)
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            reasons.append(Reason("import", line, "imports are not allowed"))
+        elif isinstance(node, ast.Global):
+            reasons.append(Reason("global", line, "the global statement is not allowed"))
+        elif isinstance(node, ast.ClassDef):
+            reasons.append(Reason("class", line, "class definitions are not allowed in methods"))
+        elif isinstance(node, (ast.AsyncFunctionDef, ast.Await, ast.AsyncFor, ast.AsyncWith)):
+            reasons.append(Reason("one-function", line, "async code is not allowed"))
+        elif isinstance(node, ast.Attribute):
+            if node.attr.startswith("_") and id(node) not in markers:
+                reasons.append(Reason("private-attribute", line,
+                                      f"attribute {node.attr!r} starts with '_' (dunder/_p_/_v_ access is not allowed)"))
+            elif node.attr in FRAME_ATTRIBUTES:
+                reasons.append(Reason("frame-attribute", line,
+                                      f"attribute {node.attr!r} reaches interpreter internals"))
+            elif node.attr == "format":
+                reasons.extend(_check_format(node, line))
+            elif node.attr == "format_map":
+                reasons.append(Reason("format-string", line,
+                                      "format_map is not allowed; use an f-string"))
+        elif isinstance(node, ast.Name):
+            if node.id in FORBIDDEN_NAMES:
+                reasons.append(Reason("forbidden-name", line, f"{node.id!r} is not allowed in methods"))
+            elif node.id.startswith("_"):
+                reasons.append(Reason("private-name", line, f"name {node.id!r} starts with '_'"))
+        elif isinstance(node, ast.arg) and node.arg.startswith("_"):
+            reasons.append(Reason("private-name", line, f"parameter {node.arg!r} starts with '_'"))
+        elif isinstance(node, ast.Call):
+            reasons.extend(_check_attr_builtin(node, line))
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            if re.search(r"\b(__\w+__|_p_\w+|_v_\w+)", node.value) and _looks_like_access(node.value):
+                reasons.append(Reason("private-attribute", line,
+                                      f"string {node.value[:40]!r} names a private attribute"))
+    return reasons
+
+
+def _looks_like_access(text):
+    """A string that is itself a private name or a format field reaching one."""
+    t = text.strip()
+    return bool(re.fullmatch(r"_\w*", t) or re.search(r"\{[^{}]*[.\[]\s*_", t))
+
+
+def _check_attr_builtin(call, line):
+    f = call.func
+    if isinstance(f, ast.Name) and f.id in ATTR_BUILTINS and len(call.args) >= 2:
+        name = call.args[1]
+        if isinstance(name, ast.Constant) and isinstance(name.value, str):
+            if name.value.startswith("_") or name.value in FRAME_ATTRIBUTES:
+                return [Reason("private-attribute", line,
+                               f"{f.id}(..., {name.value!r}) reaches a private attribute")]
+    return []
+
+
+def _check_format(node, line):
+    """``"...".format(...)``: allowed only on a constant with plain fields."""
+    target = node.value
+    if not (isinstance(target, ast.Constant) and isinstance(target.value, str)):
+        return [Reason("format-string", line,
+                       ".format on a non-constant string is not allowed; use an f-string")]
+    try:
+        fields = [f for _, f, _, _ in _FORMAT_FIELD.parse(target.value) if f]
+    except ValueError as e:
+        return [Reason("format-string", line, f"bad format string: {e}")]
+    if any(re.search(r"[.\[]", f) for f in fields):
+        return [Reason("format-string", line,
+                       "format fields may not reach attributes or items; use an f-string")]
+    return []

@@ -1,0 +1,38 @@
+"""Serve a folder image over ZEO so several processes can share it."""
+import json
+import logging
+import os
+
+from .location import SERVE_FILE, Location
+from .storage import locked_error
+
+log = logging.getLogger(__name__)
+
+
+def serve(loc: Location, address=None):
+    """Start a ZEO server on ``loc`` (in this process); return ``(address, stop)``.
+
+    ``address`` is a unix socket path (default: ``IMAGE/zeo.sock``) or
+    ``(host, port)``. The address is published in ``IMAGE/serve.json`` so that
+    a locked-image error can tell others how to attach.
+    """
+    import ZEO
+    import zc.lockfile
+    if address is None:
+        address = str(loc.path / "zeo.sock")
+    if isinstance(address, str) and os.path.exists(address):
+        os.unlink(address)     # a stale socket from a killed server
+    try:
+        addr, stop = ZEO.server(path=str(loc.data_fs), blob_dir=str(loc.blob_dir), port=address)
+    except zc.lockfile.LockError:
+        raise locked_error(loc) from None
+    shown = addr if isinstance(addr, str) else f"{addr[0]}:{addr[1]}"
+    info = loc.path / SERVE_FILE
+    info.write_text(json.dumps({"address": shown, "pid": os.getpid()}))
+
+    def stop_and_forget():
+        stop()
+        if info.exists():
+            info.unlink()
+    log.info("serving %s over ZEO at %s", loc, shown)
+    return addr, stop_and_forget

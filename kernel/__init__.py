@@ -1,0 +1,1 @@
+"""The kernel side: CLI, console, (later) the PSM, kernel process and engines."""

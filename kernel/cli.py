@@ -1,0 +1,140 @@
+"""``batos``: the command line. Each verb parses and calls an importable function."""
+import argparse
+import logging
+import sys
+
+from image.location import ENV_VAR, default_image_dir
+
+EPILOG = f"""\
+The image: --image takes a folder (FileStorage + blobs, the default), 'memory:'
+(scratch, gone on exit) or a ZEO address (zeo://HOST:PORT, zeo:///path/socket,
+or a socket path). Without --image, ${ENV_VAR} is used, then {default_image_dir()}.
+
+Start here:  batos init        (create the image with the well-known prototypes)
+             batos console     (a REPL on the live image)
+"""
+
+
+def _image_arg(p, top=False):
+    p.add_argument("--image", metavar="PATH", default=None if top else argparse.SUPPRESS,
+                   help=f"image folder, memory: or zeo://... (default: ${ENV_VAR}, "
+                        f"then {default_image_dir()})")
+
+
+def _json_arg(p):
+    p.add_argument("--json", action="store_true", help="print data as JSON")
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="batos", description="BAT OS: a living image for two local LLM minds.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _image_arg(parser, top=True)
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="more log output (-v info, -vv debug)")
+    parser.add_argument("--log-json", action="store_true", default=None,
+                        help="log one JSON object per line (also: BATOS_LOG_JSON=1)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def verb(name, func, help, parent=sub, json=False):
+        p = parent.add_parser(name, help=help, description=help)
+        _image_arg(p)
+        if json:
+            _json_arg(p)
+        p.set_defaults(func=func)
+        return p
+
+    from . import image_cmds as ic
+    verb("init", ic.cmd_init, "create the image (if needed) with the well-known prototypes; "
+         "idempotent", json=True)
+    p = verb("console", _console, "open the interactive console on the image")
+    p.add_argument("--read-only", action="store_true", help="look, never write")
+    p = verb("info", ic.cmd_info, "facts about the image", json=True)
+    p.add_argument("--read-only", action="store_true", help="open without taking the write lock")
+
+    snap = sub.add_parser("snapshot", help="named, verifiable copies of the image",
+                          description="Named, consistent, verifiable copies of a folder image "
+                                      "(records, blobs and a manifest of SHA-256 checksums). "
+                                      "Works while another process writes to the image.")
+    ssub = snap.add_subparsers(dest="snapshot_command", metavar="ACTION", required=True)
+    verb("create", ic.cmd_snapshot_create, "take a snapshot now", ssub, json=True).add_argument("name")
+    verb("list", ic.cmd_snapshot_list, "list snapshots, oldest first", ssub, json=True)
+    verb("verify", ic.cmd_snapshot_verify, "re-hash every file of a snapshot", ssub,
+         json=True).add_argument("name")
+
+    p = verb("restore", ic.cmd_restore, "verify a snapshot and restore it into a folder", json=True)
+    p.add_argument("name")
+    p.add_argument("--to", required=True, metavar="DIR", help="target folder (must be empty)")
+    p.add_argument("--force", action="store_true", help="overwrite image files in a non-empty DIR")
+
+    img = sub.add_parser("image", help="history, packing, repair and serving",
+                         description="History, packing, repair and serving of the image.")
+    isub = img.add_subparsers(dest="image_command", metavar="ACTION", required=True)
+    p = verb("at", ic.cmd_image_at, "open the image read-only as of a snapshot (console, or --json)",
+             isub, json=True)
+    p.add_argument("name", help="snapshot name")
+    p = verb("pack", ic.cmd_pack, "drop history older than --keep-days, with its blob files; "
+             "snapshots are untouched", isub, json=True)
+    p.add_argument("--keep-days", type=float, default=7.0, metavar="N",
+                   help="days of history to keep (default 7; 0 keeps only current state)")
+    verb("check", ic.cmd_check, "load every record and look for every blob file", isub, json=True)
+    verb("recover", ic.cmd_recover, "salvage a damaged Data.fs with ZODB's fsrecover "
+         "(the damaged file is kept)", isub)
+    p = verb("serve", ic.cmd_serve, "serve the image over ZEO so other processes can attach", isub)
+    p.add_argument("--address", help="unix socket path or HOST:PORT (default IMAGE/zeo.sock)")
+    verb("info", ic.cmd_info, "facts about the image", isub, json=True).add_argument(
+        "--read-only", action="store_true", help="open without taking the write lock")
+
+    guard = sub.add_parser("guard", help="the guardians that vet generated code",
+                           description="Run the guardians (security + persistence covenant).")
+    gsub = guard.add_subparsers(dest="guard_command", metavar="ACTION", required=True)
+    from .guard_cmd import cmd_guard_check
+    p = gsub.add_parser("check", help="vet method source files: exit 0 accepted, 1 rejected",
+                        description="Vet method source files. Exit 0 when every file is "
+                                    "accepted, 1 when any is rejected; every reason is printed "
+                                    "with its rule and line.")
+    p.add_argument("files", nargs="+", metavar="FILE")
+    _json_arg(p)
+    p.set_defaults(func=cmd_guard_check)
+    return parser
+
+
+def _console(args):
+    from image import open_image, resolve
+    from prototypes.bootstrap import bootstrap
+    from .console import Console
+    loc = resolve(args.image)
+    img = open_image(loc, create=not args.read_only, read_only=args.read_only)
+    with img:
+        for note in img.notes:
+            from . import ui
+            ui.err.print(f"[yellow]repaired:[/] {note}")
+        if not args.read_only:
+            bootstrap(img)
+        return Console(img).run()
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from . import logs
+    logs.setup(("WARNING", "INFO", "DEBUG")[min(args.verbose, 2)], args.log_json)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    from guardians import GuardianRejection
+    from image import ImageError
+    from prototypes import SlotError
+    try:
+        return args.func(args)
+    except (ImageError, GuardianRejection, SlotError, ValueError) as e:
+        from . import ui
+        ui.err.print(f"[red]error:[/] {e}", highlight=False)
+        logging.getLogger("batos").debug("failed", exc_info=True)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,28 @@
+"""Terminal output helpers: rich consoles, byte progress bars, JSON."""
+import contextlib
+import json
+import sys
+
+from rich.console import Console
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def print_json(data):
+    sys.stdout.write(json.dumps(data, indent=1, default=str) + "\n")
+
+
+@contextlib.contextmanager
+def byte_progress(description, total, enabled=True):
+    """Yield a callback ``advance(nbytes)``; draws a bar on a terminal only."""
+    if not enabled or not err.is_terminal:
+        yield lambda n: None
+        return
+    from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn,
+                               TimeRemainingColumn, TransferSpeedColumn)
+    with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+                  TransferSpeedColumn(), TimeRemainingColumn(), console=err,
+                  transient=True) as progress:
+        task = progress.add_task(description, total=total)
+        yield lambda n: progress.advance(task, n)

@@ -1,0 +1,295 @@
+import hashlib
+import os
+import subprocess
+import sys
+import threading
+
+import pytest
+import transaction
+from BTrees.OOBTree import OOBTree
+from persistent.mapping import PersistentMapping
+from ZODB.blob import Blob
+from ZODB.POSException import ConflictError
+from ZODB.utils import oid_repr
+
+from image import (ImageCorrupt, ImageLocked, ImageNotFound, MissingBlob, open_image, resolve)
+from image.blobs import open_blob
+from image.dump import check
+from image.location import default_image_dir
+from image.repair import recover
+
+from conftest import ROOT, batos_env, run_batos
+
+
+def sha(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def fill(img, n, start=0):
+    """n one-object transactions; returns file sizes after each."""
+    sizes = []
+    for i in range(start, start + n):
+        with img.transaction() as conn:
+            root = conn.root()
+            root.setdefault("objs", OOBTree())
+            root["objs"][i] = PersistentMapping(i=i)
+        if img.location.kind == "folder":
+            sizes.append(img.location.data_fs.stat().st_size)
+    return sizes
+
+
+def keys(image_dir):
+    img = open_image(image_dir)
+    try:
+        with img.view() as root:
+            return sorted(root["objs"].keys()), img.notes
+    finally:
+        img.close()
+
+
+# -- locations ---------------------------------------------------------------------
+
+def test_resolve_order(monkeypatch, tmp_path):
+    monkeypatch.delenv("BATOS_IMAGE", raising=False)
+    assert resolve(None).path == default_image_dir().resolve()
+    monkeypatch.setenv("BATOS_IMAGE", str(tmp_path / "env"))
+    assert resolve(None).path == tmp_path / "env"
+    assert resolve(str(tmp_path / "flag")).path == tmp_path / "flag"
+    assert resolve("memory:").kind == "memory"
+    assert resolve("zeo://localhost:8100").address == ("localhost", 8100)
+    assert resolve("zeo:///run/batos.sock").address == "/run/batos.sock"
+    with pytest.raises(ValueError, match="zeo://HOST:PORT"):
+        resolve("zeo://nohostport")
+
+
+def test_missing_image_says_how_to_create_one(tmp_path):
+    with pytest.raises(ImageNotFound, match="batos init"):
+        open_image(tmp_path / "none")
+    assert not (tmp_path / "none").exists()
+
+
+def test_same_code_on_memory_folder_and_zeo(tmp_path):
+    from image.location import Location
+    from image.serve import serve
+    from prototypes.bootstrap import bootstrap
+    folder = tmp_path / "img"
+    open_image(folder, create=True).close()
+    sock = tmp_path / "zeo.sock"
+    _, stop = serve(Location("folder", path=folder), str(sock))
+    try:
+        for spec in ("memory:", f"zeo://{sock}", str(sock)):
+            img = open_image(spec)
+            bootstrap(img)
+            with img.transaction() as conn:
+                conn.root()["orai"].mood = spec
+            with img.view() as root:
+                assert root["orai"].mood == spec
+            img.close()
+        # two ZEO clients see each other's commits
+        a, b = open_image(f"zeo://{sock}"), open_image(f"zeo://{sock}")
+        with a.transaction() as conn:
+            conn.root()["shared"] = 41
+        with b.view() as root:
+            assert root["shared"] == 41
+        a.close(), b.close()
+    finally:
+        stop()
+
+
+# -- transactions --------------------------------------------------------------------
+
+def test_transaction_commits_or_aborts(mem_image):
+    with mem_image.transaction() as conn:
+        conn.root()["x"] = 1
+    with pytest.raises(ZeroDivisionError):
+        with mem_image.transaction() as conn:
+            conn.root()["x"] = 2
+            1 / 0
+    with mem_image.view() as root:
+        assert root["x"] == 1
+
+
+def test_conflicts_are_retried(mem_image):
+    with mem_image.transaction() as conn:
+        conn.root()["c"] = PersistentMapping(n=0)
+    calls = []
+
+    def bump(root):
+        value = root["c"]["n"]
+        if not calls:           # another writer commits between our read and our commit
+            with mem_image.transaction() as other:
+                other.root()["c"]["n"] += 10
+        calls.append(value)
+        root["c"]["n"] = value + 1
+    mem_image.run(bump)
+    assert len(calls) == 2
+    with mem_image.view() as root:
+        assert root["c"]["n"] == 11
+
+
+def test_conflict_surfaces_after_the_last_attempt(mem_image):
+    with mem_image.transaction() as conn:
+        conn.root()["c"] = PersistentMapping(n=0)
+
+    def always_conflict(root):
+        root["c"]["n"] += 1
+        with mem_image.transaction() as other:
+            other.root()["c"]["n"] += 100
+    with pytest.raises(ConflictError):
+        mem_image.run(always_conflict, attempts=2)
+
+
+# -- clear errors, nothing lost ---------------------------------------------------------
+
+def test_locked_image_names_the_process_and_how_to_attach(image_dir):
+    img = open_image(image_dir, create=True)
+    fill(img, 3)
+    img.close()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from image import open_image;"
+         f"img = open_image({str(image_dir)!r}); print('ready', flush=True); time.sleep(60)"],
+        cwd=ROOT, stdout=subprocess.PIPE, text=True, env=batos_env())
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        with pytest.raises(ImageLocked) as e:
+            open_image(image_dir)
+        assert e.value.pid == holder.pid
+        assert str(holder.pid) in str(e.value) and "zeo://" in str(e.value)
+        proc = run_batos("info", "--image", image_dir)
+        assert proc.returncode == 2 and f"process {holder.pid}" in proc.stderr
+        # read-only commands still work while it is held
+        assert run_batos("info", "--read-only", "--image", image_dir).returncode == 0
+    finally:
+        holder.kill()
+        holder.wait()
+    assert keys(image_dir)[0] == [0, 1, 2]
+
+
+def test_truncated_last_transaction_is_recovered(image_dir):
+    img = open_image(image_dir, create=True)
+    sizes = fill(img, 3)
+    img.close()
+    cut = sizes[1] + (sizes[2] - sizes[1]) // 2          # the third commit half-written
+    with open(image_dir / "Data.fs", "r+b") as f:
+        f.truncate(cut)
+    found, notes = keys(image_dir)
+    assert found == [0, 1]                                # nothing partial is visible
+    assert any("torn last transaction" in n for n in notes)
+    assert (image_dir / "Data.fs.tr0").exists()           # the cut bytes are kept
+    img = open_image(image_dir)                           # and the image keeps working
+    fill(img, 1, start=5)
+    img.close()
+    assert keys(image_dir)[0] == [0, 1, 5]
+
+
+@pytest.mark.parametrize("garbage", [
+    b"\xff" * 8 + (60).to_bytes(8, "big") + b"\xff" + bytes(6) + os.urandom(150),
+    bytes(range(256)) * 3,
+], ids=["bad-status", "pattern"])
+def test_garbage_after_last_transaction_is_cut_and_kept(image_dir, garbage):
+    img = open_image(image_dir, create=True)
+    fill(img, 4)
+    img.close()
+    good = (image_dir / "Data.fs").read_bytes()
+    with open(image_dir / "Data.fs", "ab") as f:
+        f.write(garbage)
+    found, notes = keys(image_dir)
+    assert found == [0, 1, 2, 3]
+    assert notes, "the repair must be reported"
+    kept = list(image_dir.glob("Data.fs.damaged-*")) + list(image_dir.glob("Data.fs.tr*"))
+    assert kept and any(k.read_bytes().endswith(garbage) or k.read_bytes() in garbage for k in kept)
+    assert (image_dir / "Data.fs").read_bytes() == good
+
+
+def test_garbage_is_explained_not_repaired_when_read_only(image_dir):
+    img = open_image(image_dir, create=True)
+    fill(img, 2)
+    img.close()
+    (image_dir / "Data.fs.index").unlink()
+    with open(image_dir / "Data.fs", "ab") as f:
+        f.write(b"\xff" * 8 + (60).to_bytes(8, "big") + b"\xff" + bytes(80))
+    before = sha(image_dir / "Data.fs")
+    with pytest.raises(ImageCorrupt, match="garbage"):
+        open_image(image_dir, read_only=True)
+    assert sha(image_dir / "Data.fs") == before
+
+
+def _damage_middle(image_dir):
+    """Break the header of the 3rd of 6 transactions; return its offset."""
+    import struct
+    img = open_image(image_dir, create=True)
+    sizes = fill(img, 6)
+    img.close()
+    (image_dir / "Data.fs.index").unlink()
+    with open(image_dir / "Data.fs", "r+b") as f:
+        f.seek(sizes[1] + 8)                              # tl of the third transaction
+        f.write(struct.pack(">Q", 10))
+    return sizes[1]
+
+
+def test_damage_in_the_middle_is_refused_with_next_steps(image_dir):
+    offset = _damage_middle(image_dir)
+    before = sha(image_dir / "Data.fs")
+    with pytest.raises(ImageCorrupt) as e:
+        open_image(image_dir)
+    msg = str(e.value)
+    assert f"offset {offset}" in msg and "batos image recover" in msg and "batos restore" in msg
+    assert sha(image_dir / "Data.fs") == before           # untouched
+    proc = run_batos("info", "--image", image_dir)
+    assert proc.returncode == 2 and "batos image recover" in proc.stderr
+
+
+def test_recover_salvages_and_keeps_the_damaged_file(image_dir):
+    _damage_middle(image_dir)
+    before = sha(image_dir / "Data.fs")
+    proc = run_batos("image", "recover", "--image", image_dir)
+    assert proc.returncode == 0, proc.stderr
+    kept = list(image_dir.glob("Data.fs.damaged-*"))
+    assert len(kept) == 1 and sha(kept[0]) == before
+    found, _ = keys(image_dir)
+    assert {0, 1} <= set(found)                           # everything before the damage
+
+
+def test_damaged_record_is_reported_by_check(image_dir):
+    img = open_image(image_dir, create=True)
+    fill(img, 3)
+    with img.view() as root:
+        oid = root["objs"][1]._p_oid
+    data, serial = img.storage.load(oid)
+    img.close()
+    raw = (image_dir / "Data.fs").read_bytes()
+    pos = raw.rindex(data)
+    broken = raw[:pos] + b"\x00garbled" + raw[pos + 8:]
+    (image_dir / "Data.fs").write_bytes(broken)
+    proc = run_batos("image", "check", "--json", "--image", image_dir)
+    assert proc.returncode == 1
+    import json
+    report = json.loads(proc.stdout)
+    assert report["broken"] and report["broken"][0]["oid"] == oid_repr(oid)
+
+
+def test_missing_blob_names_the_object(image_dir):
+    img = open_image(image_dir, create=True)
+    with img.transaction() as conn:
+        conn.root()["holder"] = holder = PersistentMapping()
+        holder["doc"] = Blob(b"precious")
+        conn.root()["other"] = Blob(b"fine")
+    with img.view() as root:
+        oid = root["holder"]["doc"]._p_oid
+        path = img.storage.loadBlob(oid, img.storage.load(oid)[1])
+    os.unlink(path)
+    with img.view() as root:
+        with pytest.raises(MissingBlob) as e:
+            open_blob(root["holder"]["doc"], owner="holder['doc']")
+        assert e.value.oid == oid and "holder['doc']" in str(e.value)
+        assert "batos restore" in str(e.value)
+        with open_blob(root["other"]) as f:                # the rest is intact
+            assert f.read() == b"fine"
+    report = check(img.storage)
+    assert [o for o, _ in report.missing_blobs] == [oid_repr(oid)]
+    img.close()
+    from image.snapshot import create_snapshot
+    from image.location import Location
+    with pytest.raises(MissingBlob, match=oid_repr(oid)):
+        create_snapshot(Location("folder", path=image_dir), "s")
+    assert not (image_dir / "snapshots" / "s").exists()
