@@ -119,7 +119,11 @@ def create_snapshot(loc: Location, name: str, root=None, progress=None) -> Snaps
     with maintenance(loc.path):
         storage, _ = open_storage(loc, read_only=True)
         try:
-            tid, end = storage.lastTransaction(), storage.getSize()
+            end = storage.getSize()
+            # Not storage.lastTransaction(): when the file was opened during a
+            # commit, FileStorage reports the unfinished transaction's tid while
+            # its size stops before it. The last complete one ends at ``end``.
+            tid = last_tid_before(storage._file.fileno(), end)
             counts, blob_files = _blob_revisions(storage, tid)
             if partial.exists():
                 shutil.rmtree(partial)
@@ -173,6 +177,15 @@ def restore_snapshot(snap: Snapshot, to, force=False, progress=None) -> dict:
 
 
 # -- helpers -------------------------------------------------------------------
+
+def last_tid_before(fd, end):
+    """The tid of the transaction that ends at offset ``end`` of a Data.fs."""
+    import struct
+    if end <= 4:
+        raise SnapshotError("the image has no committed transaction yet")
+    tl = struct.unpack(">Q", os.pread(fd, 8, end - 8))[0]
+    return os.pread(fd, 8, end - 8 - tl)
+
 
 def _need_folder(loc):
     if loc.kind != "folder":

@@ -14,7 +14,7 @@ class DoesNotUnderstand(AttributeError):
         path = " -> ".join(_short(o) for o in chain)
         super().__init__(
             f"{_short(receiver)} does not understand {selector!r} "
-            f"(looked in: {path}; then the UvmObject API)")
+            f"(looked in: {path})")
 
 
 class DelegationCycle(RuntimeError):

@@ -7,18 +7,25 @@ at run time. Lookup order for ``obj.name`` (the rule, written once):
 2. its parents, depth-first, in the order their ``*`` slots were added, each
    ancestor searched once (first hit wins, so diamonds are fine); a parent
    that leads back onto the current search path is a DelegationCycle;
-3. the UvmObject API below (``clone``, ``slot_names``, ...);
-4. ``doesNotUnderstand``: a ``doesNotUnderstand`` method slot found in the
+3. ``doesNotUnderstand``: a ``doesNotUnderstand`` method slot found in the
    chain gets the reified Message; without one a DoesNotUnderstand
    (an AttributeError) names the selector and the chain searched.
 
-Names starting with ``_`` are never slots: they are Python/ZODB machinery.
-A method slot (``Method``) read through lookup comes back bound to the
-receiver the message was sent to, not the object that holds it.
+The names of the UvmObject API (``clone``, ``lookup``, ``slot_names``, ...)
+are reserved: no slot may take one. Names starting with ``_`` are never
+slots: they are Python/ZODB machinery. A method slot (``Method``) read
+through lookup comes back bound to the receiver the message was sent to, not
+to the object that holds it.
+
+Reads are cached per object in its instance dict (never stored: only
+``_slots`` is pickled), so a repeated read of a slot, own or inherited, is a
+plain attribute read. Every slot mapping on the searched path remembers the
+reader and makes it forget its cache when the mapping changes, is
+invalidated by another commit, rolled back or ghosted (see ``slots.py``).
 """
 import keyword
 
-from persistent import Persistent
+from persistent import GHOST, Persistent
 from zope.interface import implementer
 
 from .errors import DelegationCycle, DoesNotUnderstand, SlotError
@@ -26,7 +33,6 @@ from .interfaces import IPrototype
 from .method import BoundMethod, Method
 from .slots import Slots, is_parent_name
 
-_pga = Persistent.__getattribute__
 _psa = Persistent.__setattr__
 _MISSING = object()
 
@@ -41,13 +47,22 @@ class Message:
         return f"<Message {self.selector!r} to {self.receiver.short_name()}>"
 
 
+_VALID = set()      # names already checked: the check runs once per distinct name
+
+
 def check_slot_name(name):
+    if name in _VALID:
+        return
     if not isinstance(name, str):
         raise SlotError(f"slot names are strings, not {type(name).__name__}")
     base = name[:-1] if is_parent_name(name) else name
     if not base.isidentifier() or keyword.iskeyword(base) or base.startswith("_"):
         raise SlotError(f"bad slot name {name!r}: use an identifier not starting with '_' "
                         "(add '*' at the end for a parent slot)")
+    if name in RESERVED:
+        raise SlotError(f"{name!r} is a UvmObject API name and cannot be a slot")
+    if len(_VALID) < 100_000:
+        _VALID.add(name)
 
 
 @implementer(IPrototype)
@@ -56,50 +71,60 @@ class UvmObject(Persistent):
     __iter__ = None     # __getitem__ is slot access, not the sequence protocol
 
     def __init__(self, **slots):
-        _psa(self, "_slots", Slots())
+        fresh = Slots()
+        _psa(self, "_slots", fresh)
         for name, value in slots.items():
-            self.set_slot(name, value)
+            check_slot_name(name)
+            if name[-1] == "*" and not isinstance(value, UvmObject):
+                self.set_slot(name, value)       # raises the parent-slot error
+        # A new object has no readers and cannot be its own ancestor yet.
+        fresh.data.update(slots)
 
     # -- lookup ---------------------------------------------------------------
-    def __getattribute__(self, name):
+    # Hits on the read cache must cost what a plain attribute read costs. With
+    # Persistent's own __getattribute__ plus a __getattr__, CPython calls the
+    # former through a slow generic path (~3x a plain read); object's generic
+    # one takes its C fast path. Ghosts have an empty __dict__, so they miss
+    # and land in __getattr__, which unghostifies them first.
+    __getattribute__ = object.__getattribute__
+
+    def __getattr__(self, name):
+        """Reached on a miss: a ghost to load, or a slot not cached yet."""
+        if self._p_state == GHOST:
+            self._p_activate()
+            d = self.__dict__
+            if name in d:
+                return d[name]
         if name[0] == "_":
-            return _pga(self, name)
-        slots = _pga(self, "_slots")
-        d = slots.data
-        if name in d:
-            v = d[name]
-        else:
-            try:
-                v = _search(self, slots, name, [self], set())
-            except DelegationCycle:
-                if hasattr(UvmObject, name):    # the API stays usable, to fix the loop
-                    return _pga(self, name)
-                raise
-            if v is _MISSING:
-                try:
-                    return _pga(self, name)     # the UvmObject API
-                except AttributeError:
-                    return _not_understood(self, name)
-        if type(v) is Method:
-            return BoundMethod(self, v)
-        return v
+            raise AttributeError(name)
+        value, path = _resolve(self, name)
+        if value is _MISSING:
+            return _not_understood(self, name)
+        if type(value) is Method:
+            value = BoundMethod(self, value)
+        self.__dict__[name] = value
+        for slots in path:
+            slots.add_reader(self)
+        return value
+
+    def _forget_reads(self):
+        d = self.__dict__
+        for key in [k for k in d if k[0] != "_"]:
+            del d[key]
 
     def lookup(self, name, default=_MISSING):
         """The raw slot value (methods unbound) from the chain, or ``default``."""
-        slots = _pga(self, "_slots")
-        if name in slots.data:
-            return slots.data[name]
-        v = _search(self, slots, name, [self], set())
-        if v is _MISSING:
+        value, _ = _resolve(self, name)
+        if value is _MISSING:
             if default is _MISSING:
                 raise SlotError(f"{self.short_name()} has no slot {name!r} in its chain")
             return default
-        return v
+        return value
 
     def holder_of(self, name):
         """The object in the chain that holds slot ``name`` (None if none)."""
         for obj in self.lookup_chain():
-            if name in _pga(obj, "_slots").data:
+            if name in obj._slots.data:
                 return obj
         return None
 
@@ -132,10 +157,14 @@ class UvmObject(Persistent):
                 raise DelegationCycle([self, self])
             if any(o is self for o in value.lookup_chain()):
                 raise DelegationCycle([self] + _path_to(value, self) + [self])
-        _pga(self, "_slots")[name] = value
+        slots = self._slots
+        slots[name] = value              # tracked write; forgets every cached read of it
+        if type(value) is not Method and not is_parent_name(name):
+            self.__dict__[name] = value  # an own slot wins lookup: cache it now
+            slots.add_reader(self)
 
     def remove_slot(self, name):
-        slots = _pga(self, "_slots")
+        slots = self._slots
         if name not in slots.data:
             raise SlotError(f"{self.short_name()} has no own slot {name!r}")
         del slots[name]
@@ -165,30 +194,30 @@ class UvmObject(Persistent):
     # -- introspection --------------------------------------------------------
     def slot_names(self):
         """Own slot names, in the order they were added."""
-        return list(_pga(self, "_slots").data)
+        return list(self._slots.data)
 
     def own_slots(self):
-        return dict(_pga(self, "_slots").data)
+        return dict(self._slots.data)
 
     def parents(self):
-        return list(_pga(self, "_slots").parents())
+        return list(self._slots.parents())
 
     def all_slot_names(self):
         """Every slot name reachable, own first, in lookup order."""
         names = []
         for obj in self.lookup_chain():
-            names.extend(n for n in _pga(obj, "_slots").data if n not in names)
+            names.extend(n for n in obj._slots.data if n not in names)
         return names
 
     def short_name(self):
-        name = _pga(self, "_slots").data.get("name")
+        name = self._slots.data.get("name")
         if not isinstance(name, str):
-            oid = _pga(self, "_p_oid")
+            oid = self._p_oid
             name = "UvmObject@" + (oid.hex().lstrip("0") or "0" if oid else hex(id(self)))
         return name
 
     def __repr__(self):
-        slots = _pga(self, "_slots").data
+        slots = self._slots.data
         own = [n for n in slots if not is_parent_name(n)]
         shown = ", ".join(own[:8]) + (", …" if len(own) > 8 else "")
         parents = ", ".join(f"{n}={slots[n].short_name()}" for n in slots if is_parent_name(n))
@@ -212,35 +241,46 @@ class UvmObject(Persistent):
 
     # -- persistence ----------------------------------------------------------
     def __getstate__(self):
-        return {"_slots": _pga(self, "_slots")}
+        return {"_slots": self.__dict__["_slots"]}     # never the read cache
 
     def __setstate__(self, state):
-        _pga(self, "__dict__").clear()
-        _pga(self, "__dict__").update(state)
+        d = self.__dict__
+        d.clear()
+        d["_slots"] = state["_slots"]
 
 
-def _search(obj, slots, name, path, seen):
-    """Depth-first search of ``obj``'s parents for slot ``name``."""
+def _resolve(obj, name):
+    """``(value, slot mappings searched)``; value is _MISSING when not found."""
+    slots = obj._slots
+    if name in slots.data:
+        return slots.data[name], (slots,)
+    path = [slots]
+    value = _search(slots, name, [obj], set(), path)
+    return value, path
+
+
+def _search(slots, name, chain, seen, searched):
+    """Depth-first search of the parents of the object owning ``slots``."""
     for parent in slots.parents():
-        if any(parent is p for p in path):
-            raise DelegationCycle(path[next(i for i, p in enumerate(path) if p is parent):] + [parent])
+        if any(parent is p for p in chain):
+            raise DelegationCycle(chain[next(i for i, p in enumerate(chain) if p is parent):] + [parent])
         if id(parent) in seen:
             continue
         seen.add(id(parent))
-        pslots = _pga(parent, "_slots")
-        d = pslots.data
-        if name in d:
-            return d[name]
-        path.append(parent)
-        v = _search(parent, pslots, name, path, seen)
-        path.pop()
-        if v is not _MISSING:
-            return v
+        pslots = parent._slots
+        searched.append(pslots)
+        if name in pslots.data:
+            return pslots.data[name]
+        chain.append(parent)
+        value = _search(pslots, name, chain, seen, searched)
+        chain.pop()
+        if value is not _MISSING:
+            return value
     return _MISSING
 
 
 def _linearize(obj, path, seen, out):
-    for parent in _pga(obj, "_slots").parents():
+    for parent in obj._slots.parents():
         if any(parent is p for p in path):
             raise DelegationCycle(path[next(i for i, p in enumerate(path) if p is parent):] + [parent])
         if id(parent) in seen:
@@ -254,7 +294,7 @@ def _linearize(obj, path, seen, out):
 
 def _path_to(start, target):
     """A parent path from ``start`` down to ``target`` (for cycle messages)."""
-    for parent in _pga(start, "_slots").parents():
+    for parent in start._slots.parents():
         if parent is target:
             return [start]
         sub = _path_to(parent, target)
@@ -269,3 +309,6 @@ def _not_understood(receiver, selector):
     if isinstance(handler, Method):
         return BoundMethod(receiver, handler)(Message(receiver, selector, chain))
     raise DoesNotUnderstand(receiver, selector, chain)
+
+
+RESERVED = frozenset(n for n in vars(UvmObject) if not n.startswith("_"))

@@ -1,10 +1,19 @@
 """The slot mapping of a prototype object.
 
-A PersistentMapping (so every write through it is tracked) that keeps a
-volatile cache of its parent objects. The cache lives in a ``_v_`` attribute:
-ZODB clears it whenever the mapping is ghostified or invalidated, and every
-mutator below clears it too, so it is never stale.
+A PersistentMapping (so every write through it is tracked by ZODB) that also
+keeps two volatile things, both in ``_v_`` attributes that ZODB never stores:
+
+* the tuple of its parent objects, in the order their slots were added;
+* the prototypes that cached a value read through this mapping (their read
+  cache, see ``prototypes.object``), so they can be told to forget it.
+
+Both are dropped whenever the mapping changes here, is invalidated by
+another transaction's commit, is rolled back by an abort, or is ghosted by
+the object cache: every mutator and ``_p_invalidate``/``_p_deactivate`` go
+through ``_changed``. A cached read is therefore never stale.
 """
+import weakref
+
 from persistent.mapping import PersistentMapping
 
 PARENT_SUFFIX = "*"
@@ -18,25 +27,44 @@ class Slots(PersistentMapping):
 
     def parents(self):
         """Parent objects in the order their slots were added (cached)."""
-        try:
-            cached = self._v_parents
-        except AttributeError:
-            cached = None
+        d = self.__dict__
+        cached = d.get("_v_parents")
         if cached is None:
-            cached = self._v_parents = tuple(
+            cached = d["_v_parents"] = tuple(
                 v for k, v in self.data.items() if k[-1:] == PARENT_SUFFIX)
         return cached
 
-    def _forget(self):
-        self._v_parents = None
+    def add_reader(self, obj):
+        """Remember that ``obj`` cached a value read through this mapping."""
+        readers = self.__dict__.get("_v_readers")
+        if readers is None:
+            readers = self.__dict__["_v_readers"] = weakref.WeakSet()
+        readers.add(obj)
+
+    def _changed(self):
+        d = self.__dict__
+        d.pop("_v_parents", None)
+        readers = d.pop("_v_readers", None)
+        if readers:
+            for obj in list(readers):
+                obj._forget_reads()
+
+    def _p_invalidate(self):
+        self._changed()
+        super()._p_invalidate()
+
+    def _p_deactivate(self):
+        self._changed()
+        super()._p_deactivate()
 
 
 def _mutator(name):
     base = getattr(PersistentMapping, name)
 
     def method(self, *args, **kw):
-        self._v_parents = None
-        return base(self, *args, **kw)
+        result = base(self, *args, **kw)
+        self._changed()
+        return result
     method.__name__ = name
     method.__doc__ = base.__doc__
     return method

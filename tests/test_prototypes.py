@@ -82,7 +82,7 @@ def test_does_not_understand_names_selector_and_chain():
     with pytest.raises(DoesNotUnderstand) as e:
         o.fly
     assert isinstance(e.value, AttributeError)
-    assert "'fly'" in str(e.value) and "o -> base" in str(e.value)
+    assert "'fly'" in str(e.value) and "looked in: o -> base" in str(e.value)
     assert e.value.selector == "fly" and e.value.chain == [o, base]
     assert not hasattr(o, "fly") and getattr(o, "fly", 7) == 7
 
