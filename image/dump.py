@@ -22,22 +22,34 @@ class Record:
     referrer: bytes | None = None   # the first object seen pointing at this one
 
 
-def walk(storage, tid=None):
-    """Yield each reachable Record once, in oid order within each wave."""
+def walk(storage, tid=None, errors=None):
+    """Yield each reachable Record once, in oid order within each wave.
+
+    With an ``errors`` list, a record that cannot be loaded or parsed is
+    appended there as ``(oid, message)`` and the walk goes on; without one
+    the error is raised.
+    """
     referrer, todo = {z64: None}, [z64]
     before = p64(u64(tid) + 1) if tid else None
     while todo:
         nxt = []
         for oid in sorted(todo):
-            if before is None:
-                data, serial = storage.load(oid)
-            else:
-                got = storage.loadBefore(oid, before)
-                if got is None:
-                    raise POSKeyError(oid)
-                data, serial, _ = got
+            try:
+                if before is None:
+                    data, serial = storage.load(oid)
+                else:
+                    got = storage.loadBefore(oid, before)
+                    if got is None:
+                        raise POSKeyError(oid)
+                    data, serial, _ = got
+                refs = referencesf(data)
+            except Exception as e:      # damage: report it, or let it out
+                if errors is None:
+                    raise
+                errors.append((oid_repr(oid), f"{type(e).__name__}: {e}"))
+                continue
             yield Record(oid, serial, data, is_blob_record(data), referrer[oid])
-            for ref in referencesf(data):
+            for ref in refs:
                 if ref not in referrer:
                     referrer[ref] = oid
                     nxt.append(ref)
@@ -81,32 +93,13 @@ class CheckReport:
 def check(storage, tid=None) -> CheckReport:
     """Load and parse every reachable record; look for every blob file."""
     report = CheckReport()
-    referrer = {}
-    seen, todo = {z64}, [z64]
-    before = p64(u64(tid) + 1) if tid else None
-    while todo:
-        nxt = []
-        for oid in sorted(todo):
+    for rec in walk(storage, tid, errors=report.broken):
+        report.objects += 1
+        if rec.is_blob:
+            report.blobs += 1
             try:
-                if before is None:
-                    data, serial = storage.load(oid)
-                else:
-                    data, serial, _ = storage.loadBefore(oid, before)
-                refs = referencesf(data)
-            except Exception as e:      # any failure here is damage to report
-                report.broken.append((oid_repr(oid), f"{type(e).__name__}: {e}"))
-                continue
-            report.objects += 1
-            if is_blob_record(data):
-                report.blobs += 1
-                try:
-                    storage.loadBlob(oid, serial)
-                except POSKeyError:
-                    report.missing_blobs.append((oid_repr(oid), referrer.get(oid)))
-            for ref in refs:
-                if ref not in seen:
-                    seen.add(ref)
-                    referrer[ref] = oid_repr(oid)
-                    nxt.append(ref)
-        todo = nxt
+                blob_file(storage, rec)
+            except POSKeyError:
+                owner = oid_repr(rec.referrer) if rec.referrer else None
+                report.missing_blobs.append((oid_repr(rec.oid), owner))
     return report

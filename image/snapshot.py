@@ -163,7 +163,7 @@ def restore_snapshot(snap: Snapshot, to, force=False, progress=None) -> dict:
             p.unlink()
         if (to / BLOB_DIR).exists():
             shutil.rmtree(to / BLOB_DIR)
-    snap.verify()
+    snap.verify(progress=progress)
     to.mkdir(parents=True, exist_ok=True)
     bad = []
     for rel, want in snap.manifest["files"].items():

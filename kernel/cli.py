@@ -108,7 +108,7 @@ def _console(args):
     with img:
         for note in img.notes:
             from . import ui
-            ui.err.print(f"[yellow]repaired:[/] {note}")
+            ui.err.print(f"[yellow]repaired:[/] {ui.escape(note)}")
         if not args.read_only:
             bootstrap(img)
         return Console(img).run()
@@ -129,7 +129,8 @@ def main(argv=None):
         return args.func(args)
     except (ImageError, GuardianRejection, SlotError, ValueError) as e:
         from . import ui
-        ui.err.print(f"[red]error:[/] {e}", highlight=False)
+        from rich.markup import escape
+        ui.err.print(f"[red]error:[/] {escape(str(e))}", highlight=False)
         logging.getLogger("batos").debug("failed", exc_info=True)
         return 2
     except KeyboardInterrupt:

@@ -18,9 +18,9 @@ def cmd_init(args):
     if args.json:
         ui.print_json({"image": str(loc), "created": created})
     elif created:
-        ui.out.print(f"created image at [bold]{loc}[/] with {', '.join(created)}")
+        ui.out.print(f"created image at [bold]{ui.escape(str(loc))}[/] with {', '.join(created)}")
     else:
-        ui.out.print(f"image at [bold]{loc}[/] is already bootstrapped; nothing changed")
+        ui.out.print(f"image at [bold]{ui.escape(str(loc))}[/] is already bootstrapped; nothing changed")
     return 0
 
 
@@ -49,7 +49,7 @@ def cmd_snapshot_create(args):
         ui.print_json(m | {"files": len(m["files"]), "path": str(s.path)})
     else:
         ui.out.print(f"snapshot [bold]{s.name}[/] at tid {m['tid']} ({m['tid_time']}): "
-                     f"{m['objects']} objects, {m['blobs']} blobs, {m['bytes']:,} bytes -> {s.path}")
+                     f"{m['objects']} objects, {m['blobs']} blobs, {m['bytes']:,} bytes -> {ui.escape(str(s.path))}")
     return 0
 
 
@@ -87,14 +87,14 @@ def cmd_snapshot_verify(args):
 
 def cmd_restore(args):
     s = snap.get_snapshot(resolve(args.image), args.name)
-    total = sum(f["size"] for f in s.manifest["files"].values())
+    total = 2 * sum(f["size"] for f in s.manifest["files"].values())   # verify, then copy
     with ui.byte_progress(f"restore {s.name}", total, not args.json) as advance:
         result = snap.restore_snapshot(s, args.to, force=args.force, progress=advance)
     if args.json:
         ui.print_json(result)
     else:
-        ui.out.print(f"restored [bold]{s.name}[/] (tid {result['tid']}) into {result['to']}; "
-                     f"verified {result['files']} files. Open it with --image {result['to']}")
+        ui.out.print(f"restored [bold]{s.name}[/] (tid {result['tid']}) into {ui.escape(result['to'])}; "
+                     f"verified {result['files']} files. Open it with --image {ui.escape(result['to'])}")
     return 0
 
 
@@ -108,7 +108,7 @@ def cmd_image_at(args):
                                "root": sorted(root.keys())})
             return 0
         from .console import Console
-        ui.err.print(f"[dim]read-only view of {loc} as of snapshot {args.name} "
+        ui.err.print(f"[dim]read-only view of {ui.escape(str(loc))} as of snapshot {args.name} "
                      f"(tid {tid.hex()}, from the {source})[/]")
         return Console(img, at=tid).run()
 
@@ -139,7 +139,7 @@ def cmd_check(args):
         for o, r in report.missing_blobs:
             ui.out.print(f"[red]missing blob file[/] of object {o} (held by object {r})")
         for o, e in report.broken:
-            ui.out.print(f"[red]unreadable record[/] {o}: {e}")
+            ui.out.print(f"[red]unreadable record[/] {o}: {ui.escape(e)}")
         if not report.ok:
             ui.out.print("restore from a snapshot (`batos restore NAME --to DIR`) to get them back")
     return 0 if report.ok else 1
@@ -150,7 +150,7 @@ def cmd_recover(args):
     kept, note = recover(loc.data_fs)
     with open_image(loc) as img:
         report = check(img.storage)
-    ui.out.print(f"{note}; {report.objects} objects readable"
+    ui.out.print(f"{ui.escape(note)}; {report.objects} objects readable"
                  + ("" if report.ok else f", {len(report.broken)} unreadable"))
     return 0
 
@@ -180,10 +180,10 @@ def _emit(args, data):
         ui.print_json(data)
     else:
         for k, v in data.items():
-            ui.out.print(f"{k:>15}: {v}")
+            ui.out.print(f"{k:>15}: {v}", markup=False)
 
 
 def _show_notes(img):
     for note in img.notes:
-        ui.err.print(f"[yellow]repaired:[/] {note}")
+        ui.err.print(f"[yellow]repaired:[/] {ui.escape(note)}")
 

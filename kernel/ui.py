@@ -4,6 +4,7 @@ import json
 import sys
 
 from rich.console import Console
+from rich.markup import escape  # noqa: F401  (re-exported for the verbs)
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)

@@ -293,3 +293,30 @@ def test_missing_blob_names_the_object(image_dir):
     with pytest.raises(MissingBlob, match=oid_repr(oid)):
         create_snapshot(Location("folder", path=image_dir), "s")
     assert not (image_dir / "snapshots" / "s").exists()
+
+
+def test_serve_publishes_its_address_and_others_attach(tmp_path, folder_image):
+    import json
+    import signal
+    folder = folder_image.location.path
+    folder_image.close()
+    server = subprocess.Popen([sys.executable, "-m", "kernel", "image", "serve", "--image", str(folder)],
+                              cwd=ROOT, stdout=subprocess.PIPE, text=True, env=batos_env())
+    try:
+        line = server.stdout.readline()
+        assert "attach with --image zeo://" in line, line
+        address = json.loads((folder / "serve.json").read_text())["address"]
+        with pytest.raises(ImageLocked, match=f"zeo://{address}"):
+            open_image(folder)
+        img = open_image(f"zeo://{address}")
+        with img.transaction() as conn:
+            conn.root()["orai"].via = "zeo"
+        img.close()
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=30) == 0
+    finally:
+        if server.poll() is None:
+            server.kill()
+    assert not (folder / "serve.json").exists()
+    with open_image(folder) as img, img.view() as root:
+        assert root["orai"].via == "zeo"
