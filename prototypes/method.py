@@ -16,6 +16,11 @@ class Method(Persistent):
         self.source = source
         self.provenance = dict(provenance or {}, installed=time.time())
 
+    def __setattr__(self, name, value):
+        if name == "source":                  # new source: the compiled cache is stale
+            self.__dict__.pop("_v_function", None)
+        super().__setattr__(name, value)
+
     def function(self):
         try:
             fn = self._v_function

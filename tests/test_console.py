@@ -126,3 +126,21 @@ def test_completer_candidates_without_a_terminal(mem_image):
     assert [n for n, _ in comp.candidates(":ins")] == [":inspect"]
     assert comp.candidates("nosuch.x") == []
     con.close()
+
+
+def test_image_at_opens_a_read_only_console_on_the_past(tmp_path, folder_image):
+    from image.snapshot import create_snapshot
+    with folder_image.transaction() as conn:
+        conn.root()["orai"].mood = "then"
+    create_snapshot(folder_image.location, "past")
+    with folder_image.transaction() as conn:
+        conn.root()["orai"].mood = "now"
+    folder = folder_image.location.path
+    folder_image.close()
+    env = batos_env(tmp_path, TERM="xterm", NO_COLOR="1", PROMPT_TOOLKIT_NO_CPR="1")
+    c = pexpect.spawn(sys.executable, ["-m", "kernel", "image", "at", "past", "--image", str(folder)],
+                      cwd=str(ROOT), env=env, encoding="utf-8", timeout=30, dimensions=(50, 160))
+    c.expect(PROMPT)
+    say(c, "orai.mood", "then")
+    c.sendline(":quit")
+    c.expect(pexpect.EOF)

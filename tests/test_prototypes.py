@@ -184,3 +184,11 @@ def test_bootstrap_refuses_a_newer_schema(mem_image):
         conn.root()["meta"]["schema_version"] = SCHEMA_VERSION + 1
     with pytest.raises(ImageVersionError, match="Upgrade BAT OS"):
         bootstrap(mem_image)
+
+
+def test_editing_method_source_recompiles():
+    o = P("o")
+    o.define("v", "def v(self):\n    return 1\n")
+    assert o.v() == 1
+    o.lookup("v").source = "def v(self):\n    return 2\n"
+    assert o.v() == 2
