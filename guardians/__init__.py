@@ -36,6 +36,17 @@ def vet(source, receiver=None, name=None, covenant_check=True) -> Verdict:
     except (ValueError, RecursionError, MemoryError) as e:
         verdict.reasons.append(Reason("syntax", None, f"not valid Python: {type(e).__name__}: {e}"))
         return verdict.log()
+    try:
+        _judge(verdict, tree, receiver, covenant_check)
+    except (RecursionError, MemoryError) as e:
+        verdict.reasons.append(Reason("too-complex", None,
+                                      f"the code nests too deeply to be checked ({type(e).__name__}); "
+                                      "split it into simpler statements"))
+        verdict.tree = None
+    return verdict.log()
+
+
+def _judge(verdict, tree, receiver, covenant_check):
     verdict.reasons.extend(security.check(tree))
     fn, _ = security.find_function(tree)
     if fn is not None:
@@ -48,12 +59,11 @@ def vet(source, receiver=None, name=None, covenant_check=True) -> Verdict:
             rewritten = rewrite(tree, fn)
         except SandboxError as e:
             verdict.reasons.append(Reason("restricted-python", None, str(e)))
-        else:
-            for err in restricted_errors(rewritten):
-                verdict.reasons.append(Reason("restricted-python", _line_of(err), err))
-            if verdict.accepted:
-                verdict.tree = rewritten
-    return verdict.log()
+            return
+        for err in restricted_errors(rewritten):
+            verdict.reasons.append(Reason("restricted-python", _line_of(err), err))
+        if verdict.accepted:
+            verdict.tree = rewritten
 
 
 def _line_of(message):

@@ -15,7 +15,6 @@ import math
 import operator
 import string
 
-from persistent import Persistent
 from persistent.list import PersistentList
 from persistent.mapping import PersistentMapping
 from RestrictedPython import compile_restricted
@@ -38,17 +37,15 @@ def _refuse_name(name):
 
 
 class _SafeFormatter(string.Formatter):
+    """str.format whose field paths go through the same guards as code."""
+
     def get_field(self, field_name, args, kwargs):
-        first, rest = _split_field(field_name)
+        import _string
+        first, rest = _string.formatter_field_name_split(field_name)
+        obj = self.get_value(first, args, kwargs)
         for is_attr, key in rest:
-            if is_attr:
-                _refuse_name(key)
-        return super().get_field(field_name, args, kwargs)
-
-
-def _split_field(field_name):
-    import _string
-    return _string.formatter_field_name_split(field_name)
+            obj = guarded_getattr(obj, key) if is_attr else guarded_getitem(obj, key)
+        return obj, first
 
 
 def _safe_format(text):
@@ -57,12 +54,25 @@ def _safe_format(text):
     return format
 
 
+# Attributes refused whatever the name looks like, per kind of object:
+# AttributeError.obj hands back the object a failed lookup stopped on;
+# define() would let a method install a second stage of its own.
+_REFUSED_ON = ((BaseException, frozenset({"obj"})),)
+
+
 def guarded_getattr(obj, name, *default):
     _refuse_name(name)
-    if isinstance(obj, str) and name == "format":
-        return _safe_format(obj)
-    if isinstance(obj, str) and name == "format_map":
-        raise SandboxError("str.format_map is not allowed; use an f-string")
+    if name in ("format", "format_map"):
+        if isinstance(obj, str) and name == "format":
+            return _safe_format(obj)
+        if isinstance(obj, (str, bytes)) or (isinstance(obj, type) and issubclass(obj, (str, bytes))):
+            raise SandboxError(f"{name} is only allowed as 'literal'.format(...); use an f-string")
+    if name == "define" and hasattr(type(obj), "holder_of"):
+        raise SandboxError("methods cannot install methods (define is for the console and "
+                           "the system)")
+    for kind, names in _REFUSED_ON:
+        if name in names and isinstance(obj, kind):
+            raise SandboxError(f"access to {type(obj).__name__}.{name} is not allowed")
     return getattr(obj, name, *default)
 
 
@@ -77,26 +87,53 @@ def guarded_getitem(obj, key):
     return obj[key]
 
 
-_WRITABLE = (dict, list, set, bytearray, PersistentMapping, PersistentList)
+_CONTAINERS = (dict, list, bytearray, PersistentMapping, PersistentList)
+
+
+class _ItemWriter:
+    """What ``_write_`` gives for a container: item writes only, no attributes."""
+    __slots__ = ("_obj",)
+
+    def __init__(self, obj):
+        object.__setattr__(self, "_obj", obj)
+
+    def __setitem__(self, key, value):
+        self._obj[key] = value
+
+    def __delitem__(self, key):
+        del self._obj[key]
+
+    def __setattr__(self, name, value):
+        raise SandboxError(f"cannot set attribute {name!r} on a {type(self._obj).__name__}")
+
+    __delattr__ = __setattr__
+
+
+def _is_prototype(obj):
+    return hasattr(type(obj), "__guarded_setattr__")
 
 
 def guarded_write(obj):
-    """Objects sandboxed code may assign into: containers and prototypes."""
-    if isinstance(obj, _WRITABLE) or hasattr(type(obj), "__guarded_setattr__"):
+    """Prototypes take slot writes; containers take item writes; nothing else."""
+    if _is_prototype(obj):
         return obj
-    if type(obj).__module__.startswith("BTrees."):
-        return obj
+    if isinstance(obj, _CONTAINERS) or type(obj).__module__.startswith("BTrees."):
+        return _ItemWriter(obj)
     raise SandboxError(f"cannot assign into a {type(obj).__name__}")
 
 
 def guarded_setattr(obj, name, value):
     _refuse_name(name)
-    setattr(guarded_write(obj), name, value)
+    if not _is_prototype(obj):
+        raise SandboxError(f"cannot set attributes on a {type(obj).__name__}")
+    setattr(obj, name, value)
 
 
 def guarded_delattr(obj, name):
     _refuse_name(name)
-    delattr(guarded_write(obj), name)
+    if not _is_prototype(obj):
+        raise SandboxError(f"cannot delete attributes of a {type(obj).__name__}")
+    delattr(obj, name)
 
 
 _INPLACE = {
@@ -112,14 +149,16 @@ def inplace_var(op, x, y):
 
 
 def note_changed(obj, *slots):
-    """What ``self._p_changed = True`` becomes: mark the holders of the slots."""
-    targets = {id(h): h for h in (obj.holder_of(s) for s in slots) if h is not None} \
-        if slots and hasattr(type(obj), "holder_of") else {id(obj): obj}
-    for holder in targets.values():
-        holder._p_changed = True
-        inner = holder.__dict__.get("_slots") if isinstance(holder, Persistent) else None
-        if isinstance(inner, Persistent):
-            inner._p_changed = True
+    """What ``self._p_changed = True`` becomes: mark the slot mappings holding ``slots``.
+
+    Only the rewrite calls it (source naming it is refused statically), and
+    only for prototypes.
+    """
+    if not _is_prototype(obj):
+        raise SandboxError(f"cannot mark a {type(obj).__name__} changed")
+    holders = [obj.holder_of(s) for s in slots] if slots else [obj]
+    for holder in {id(h): h for h in holders if h is not None}.values():
+        holder.__dict__["_slots"]._p_changed = True
 
 
 _EXTRA_BUILTINS = {
@@ -131,7 +170,10 @@ _EXTRA_BUILTINS = {
 
 
 def safe_globals(name="<method>"):
-    builtins = dict(safe_builtins)
+    # SystemExit, KeyboardInterrupt, GeneratorExit: a method must not stop its host.
+    builtins = {k: v for k, v in safe_builtins.items()
+                if not (isinstance(v, type) and issubclass(v, BaseException)
+                        and not issubclass(v, Exception))}
     builtins.update(_EXTRA_BUILTINS)
     builtins.update(getattr=guarded_getattr, hasattr=guarded_hasattr,
                     setattr=guarded_setattr, delattr=guarded_delattr)
@@ -162,6 +204,14 @@ class _Rewrite(ast.NodeTransformer):
                             [ast.Name(self.receiver, ast.Load())]
                             + [ast.Constant(s) for s in self.slots], [])
             return ast.copy_location(ast.Expr(call), node)
+        return self.generic_visit(node)
+
+    def visit_arg(self, node):
+        node.annotation = None          # annotations would run at definition time
+        return node
+
+    def visit_FunctionDef(self, node):
+        node.returns = None
         return self.generic_visit(node)
 
     def visit_AugAssign(self, node):

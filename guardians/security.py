@@ -18,6 +18,8 @@ compile-time checks (a second, independent layer) and the run-time guards in
   vars/breakpoint/input and the other names in FORBIDDEN_NAMES.
 - ``format-string``: ``str.format``/``format_map`` only on a constant whose
   fields are plain (no ``.attr`` or ``[key]``); use an f-string instead.
+- ``definition-time``: default values must be literals, so that installing a
+  method (which defines the function) runs none of its code.
 - ``too-large``: source over MAX_SOURCE characters.
 """
 import ast
@@ -32,6 +34,7 @@ FORBIDDEN_NAMES = frozenset({
     "breakpoint", "input", "help", "exit", "quit", "memoryview", "type", "object",
     "super", "dir", "classmethod", "staticmethod", "property", "__builtins__",
     "__loader__", "__spec__", "getattribute", "reload", "execfile", "file",
+    "note_changed",      # inserted by the sandbox's rewrite only
 })
 FRAME_ATTRIBUTES = frozenset({
     "gi_frame", "gi_code", "gi_yieldfrom", "gi_running", "cr_frame", "cr_code",
@@ -62,6 +65,10 @@ def find_function(tree):
         return None, Reason("one-function", line,
                             f"method source must be exactly one function definition (found: {kinds})")
     fn = body[0]
+    for default in fn.args.defaults + [d for d in fn.args.kw_defaults if d is not None]:
+        if not _literal(default):
+            return None, Reason("definition-time", default.lineno,
+                                "default values must be literals (they run when the method is installed)")
     if fn.decorator_list:
         return None, Reason("one-function", fn.lineno, "decorators are not allowed on methods")
     params = fn.args.posonlyargs + fn.args.args
@@ -69,6 +76,14 @@ def find_function(tree):
         return None, Reason("one-function", fn.lineno,
                             "a method's first parameter is the receiver (self)")
     return fn, None
+
+
+def _literal(node):
+    try:
+        ast.literal_eval(node)
+        return True
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return False
 
 
 def check(tree) -> list:
@@ -130,6 +145,9 @@ def _check_attr_builtin(call, line):
             if name.value.startswith("_") or name.value in FRAME_ATTRIBUTES:
                 return [Reason("private-attribute", line,
                                f"{f.id}(..., {name.value!r}) reaches a private attribute")]
+            if name.value in ("format", "format_map"):
+                return [Reason("format-string", line,
+                               f"{f.id}(..., {name.value!r}): use 'literal'.format(...) or an f-string")]
     return []
 
 

@@ -71,14 +71,17 @@ class UvmObject(Persistent):
     __iter__ = None     # __getitem__ is slot access, not the sequence protocol
 
     def __init__(self, **slots):
-        fresh = Slots()
-        _psa(self, "_slots", fresh)
         for name, value in slots.items():
             check_slot_name(name)
             if name[-1] == "*" and not isinstance(value, UvmObject):
-                self.set_slot(name, value)       # raises the parent-slot error
-        # A new object has no readers and cannot be its own ancestor yet.
-        fresh.data.update(slots)
+                raise SlotError(f"parent slot {name!r} must hold a prototype object, "
+                                f"not {type(value).__name__}")
+        # Neither object is in a database yet, so nothing needs tracking: adopt
+        # the keyword dict as the mapping's data. A new object has no readers
+        # and cannot be its own ancestor.
+        fresh = Slots.__new__(Slots)
+        fresh.__dict__["data"] = slots
+        self.__dict__["_slots"] = fresh
 
     # -- lookup ---------------------------------------------------------------
     # Hits on the read cache must cost what a plain attribute read costs. With

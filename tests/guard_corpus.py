@@ -64,6 +64,12 @@ HOSTILE = [
     ("mro-attr", "def f(self, x):\n    return x.mro()\n", "frame-attribute"),
     ("cell-contents", "def f(self, fn):\n    return fn.func_closure[0].cell_contents\n", "frame-attribute"),
     ("string-dunder-name", "def f(self, g):\n    return g(self, '__reduce_ex__')\n", "private-attribute"),
+    ("unbound-str-format", "def f(self):\n    u = '_' * 2\n    try:\n"
+     "        getattr(str, 'format')('{0.clone.' + u + 'globals' + u + '}', self)\n"
+     "    except AttributeError as e:\n        return e\n", "format-string"),
+    ("default-runs-at-install", "def f(self, x=[print(1) for i in range(9)]):\n    return x\n",
+     "definition-time"),
+    ("call-note-changed", "def f(self, other):\n    note_changed(other)\n", "forbidden-name"),
     ("covenant-append", "def f(self, x):\n    self.items.append(x)\n", "persistence-covenant"),
     ("covenant-setitem", "def f(self, k, v):\n    self.cfg[k] = v\n", "persistence-covenant"),
     ("covenant-del", "def f(self, k):\n    del self.cfg[k]\n", "persistence-covenant"),

@@ -2,6 +2,7 @@ import json
 
 import pytest
 from persistent.list import PersistentList
+from persistent.mapping import PersistentMapping
 
 from guardians import GuardianRejection, vet
 from guardians.sandbox import SandboxError, compile_method
@@ -157,3 +158,82 @@ def test_every_rejection_is_logged(caplog):
     with caplog.at_level("WARNING", logger="guardians"):
         vet("def f(self):\n    import os\n")
     assert any("rejected" in r.message and "import" in r.message for r in caplog.records)
+
+
+# -- regressions from the adversarial review -------------------------------------------
+
+def _installed(source, **slots):
+    proto = UvmObject(name="p", **slots)
+    proto.define("f", source)
+    return proto
+
+
+@pytest.mark.parametrize("name", ["format", "format_map"])
+def test_unbound_str_format_is_refused_at_run_time(name):
+    proto = _installed("def f(self, n, field):\n    return getattr(str, n)(field, self)\n")
+    with pytest.raises(SandboxError):
+        proto.f(name, "{0.clone}")
+
+
+def test_safe_formatter_walks_fields_through_the_guards():
+    from guardians.sandbox import guarded_getattr
+    with pytest.raises(SandboxError):
+        guarded_getattr("{0[_slots]}", "format")(UvmObject(name="x"))
+    with pytest.raises(SandboxError):
+        guarded_getattr("{0.clone.im_func}", "format")(UvmObject(name="x"))
+
+
+def test_attribute_error_obj_is_refused():
+    proto = _installed("def f(self, n):\n    try:\n        getattr(self.name, n)\n"
+                       "    except AttributeError as e:\n        return getattr(e, 'obj')\n")
+    with pytest.raises(SandboxError, match="obj"):
+        proto.f("nope")
+
+
+def test_installing_runs_no_method_code():
+    v = vet("def f(self, x=[print('side effect')]):\n    return 1\n")
+    assert [r.rule for r in v.reasons] == ["definition-time"]
+    ok = _installed("def f(self, x: int = 2, *, y: str = 'a') -> int:\n    return x\n")
+    assert ok.f() == 2
+
+
+@pytest.mark.parametrize("source", [
+    "def f(self):\n    return " + "lambda: " * 400 + "1\n",
+    "def f(self):\n    return 1" + " if self else 1" * 500 + "\n",
+    "def f(self, x):\n    if x == 0:\n        return 0\n" + "".join(
+        f"    elif x == {i}:\n        return {i}\n" for i in range(1, 500)),
+])
+def test_deep_code_is_a_rejection_not_a_crash(source):
+    v = vet(source)
+    assert not v.accepted and v.reasons[0].rule in ("too-complex", "syntax")
+
+
+def test_methods_cannot_stop_their_host():
+    proto = _installed("def f(self):\n    raise SystemExit(3)\n")
+    with pytest.raises(NameError):
+        proto.f()
+
+
+def test_note_changed_is_only_for_the_rewrite():
+    from guardians.sandbox import note_changed
+    assert not vet("def f(self):\n    note_changed(self)\n").accepted
+    with pytest.raises(SandboxError):
+        note_changed(len)
+
+
+def test_containers_take_item_writes_only():
+    proto = _installed("def f(self):\n    self.cfg['k'] = 1\n    self.cfg.data = 'x'\n",
+                       cfg=PersistentMapping())
+    with pytest.raises(SandboxError, match="attribute 'data'"):
+        proto.f()
+    assert dict(proto.cfg) == {"k": 1}
+    proto.define("g", "def g(self):\n    setattr(self.cfg, 'get', len)\n")
+    with pytest.raises(SandboxError):
+        proto.g()
+
+
+def test_methods_cannot_install_methods():
+    proto = _installed("def f(self, src):\n    d = self.define\n    return d('g', src)\n")
+    with pytest.raises(SandboxError, match="define"):
+        proto.f("def g(self):\n    return 1\n")
+    assert "g" not in proto.slot_names()
