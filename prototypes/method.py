@@ -1,5 +1,6 @@
 """Methods are slots holding source text; the compiled function is volatile."""
 import time
+import types
 
 from persistent import Persistent
 
@@ -8,13 +9,18 @@ class Method(Persistent):
     """A method slot: vetted source, compiled on first use in each process.
 
     The compiled function lives in ``_v_function`` and is never persisted.
-    ``provenance`` records who wrote the source and when (plain data).
+    ``provenance`` records who wrote the source and when; it is read-only
+    (methods can reach it, and must not rewrite their own history).
     """
 
     def __init__(self, name, source, provenance=None):
         self.name = name
         self.source = source
-        self.provenance = dict(provenance or {}, installed=time.time())
+        self._provenance = dict(provenance or {}, installed=time.time())
+
+    @property
+    def provenance(self):
+        return types.MappingProxyType(self._provenance)
 
     def __setattr__(self, name, value):
         if name == "source":                  # new source: the compiled cache is stale

@@ -237,3 +237,10 @@ def test_methods_cannot_install_methods():
     with pytest.raises(SandboxError, match="define"):
         proto.f("def g(self):\n    return 1\n")
     assert "g" not in proto.slot_names()
+
+
+def test_provenance_is_read_only_to_methods():
+    proto = _installed("def f(self):\n    dict.update(self.f.method.provenance, author='admin')\n")
+    with pytest.raises(TypeError):
+        proto.f()
+    assert "author" not in proto.lookup("f").provenance
