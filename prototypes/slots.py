@@ -44,9 +44,11 @@ class Slots(PersistentMapping):
     def _changed(self):
         d = self.__dict__
         d.pop("_v_parents", None)
-        readers = d.pop("_v_readers", None)
+        readers = d.get("_v_readers")
         if readers:
-            for obj in list(readers):
+            gone = list(readers)
+            readers.clear()          # kept: the next reader re-registers cheaply
+            for obj in gone:
                 obj._forget_reads()
 
     def _p_invalidate(self):
