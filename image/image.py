@@ -13,6 +13,7 @@ from .storage import open_storage
 from . import meta as _meta
 
 log = logging.getLogger(__name__)
+CACHE_SIZE = 20_000     # objects per connection
 
 
 @implementer(IImage)
@@ -144,7 +145,9 @@ def open_image(spec=None, *, create=False, read_only=False) -> Image:
         create = True
     storage, notes = open_storage(loc, create=create, read_only=read_only)
     try:
-        db = ZODB.DB(storage, large_record_size=1 << 24)
+        # A prototype is two records (object + slot mapping); ZODB's default
+        # cache of 400 objects per connection would keep re-loading them.
+        db = ZODB.DB(storage, cache_size=CACHE_SIZE, large_record_size=1 << 24)
     except Exception as e:
         storage.close()
         if isinstance(e, ImageError):

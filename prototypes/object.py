@@ -110,8 +110,12 @@ class UvmObject(Persistent):
             slots.add_reader(self)
         return value
 
-    def _forget_reads(self):
+    def _forget_reads(self, name=None):
+        """Drop cached reads: of slot ``name``, or all of them."""
         d = self.__dict__
+        if name is not None:
+            d.pop(name, None)
+            return
         for key in [k for k in d if k[0] != "_"]:
             del d[key]
 
@@ -161,8 +165,8 @@ class UvmObject(Persistent):
             if any(o is self for o in value.lookup_chain()):
                 raise DelegationCycle([self] + _path_to(value, self) + [self])
         slots = self._slots
-        slots[name] = value              # tracked write; forgets every cached read of it
-        if type(value) is not Method and not is_parent_name(name):
+        slots[name] = value              # tracked write; every cached read of it is forgotten
+        if type(value) is not Method and name[-1] != "*":
             self.__dict__[name] = value  # an own slot wins lookup: cache it now
             slots.add_reader(self)
 

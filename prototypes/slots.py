@@ -38,18 +38,23 @@ class Slots(PersistentMapping):
         """Remember that ``obj`` cached a value read through this mapping."""
         readers = self.__dict__.get("_v_readers")
         if readers is None:
-            readers = self.__dict__["_v_readers"] = weakref.WeakSet()
-        readers.add(obj)
+            readers = self.__dict__["_v_readers"] = {}
+        ref = readers.get(id(obj))
+        if ref is None or ref() is not obj:    # ids are reused once an object dies
+            readers[id(obj)] = weakref.ref(obj)
 
-    def _changed(self):
+    def _changed(self, name=None):
+        """Slot ``name`` (or, with None, any slot) changed: readers forget it."""
         d = self.__dict__
-        d.pop("_v_parents", None)
+        if name is None or name[-1:] == PARENT_SUFFIX:
+            d.pop("_v_parents", None)
+            name = None                  # a new parent can change every lookup
         readers = d.get("_v_readers")
         if readers:
-            gone = list(readers)
-            readers.clear()          # kept: the next reader re-registers cheaply
-            for obj in gone:
-                obj._forget_reads()
+            for ref in list(readers.values()):
+                obj = ref()
+                if obj is not None:
+                    obj._forget_reads(name)
 
     def _p_invalidate(self):
         self._changed()
@@ -60,18 +65,20 @@ class Slots(PersistentMapping):
         super()._p_deactivate()
 
 
-def _mutator(name):
+def _mutator(name, keyed):
     base = getattr(PersistentMapping, name)
 
     def method(self, *args, **kw):
         result = base(self, *args, **kw)
-        self._changed()
+        self._changed(args[0] if keyed else None)
         return result
     method.__name__ = name
     method.__doc__ = base.__doc__
     return method
 
 
-for _name in ("__setitem__", "__delitem__", "clear", "update", "setdefault", "pop", "popitem"):
-    setattr(Slots, _name, _mutator(_name))
-del _name
+for _name, _keyed in (("__setitem__", True), ("__delitem__", True), ("pop", True),
+                      ("setdefault", True), ("clear", False), ("update", False),
+                      ("popitem", False)):
+    setattr(Slots, _name, _mutator(_name, _keyed))
+del _name, _keyed
