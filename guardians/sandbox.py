@@ -5,8 +5,13 @@ static checks in ``security``/``covenant`` run first; then RestrictedPython's
 compiler, which routes every attribute read, item read, write and iteration
 through the guard functions below; then these guards, which refuse private
 and interpreter-internal names at run time too (names computed at run time
-never reached the static checks). CPU/memory limits per call are enforced by
-the caller (see issue 7); nothing here runs code that was not vetted.
+never reached the static checks). Installing a method runs none of its code
+(defaults must be literals; annotations are dropped).
+
+Not here yet: CPU, memory and C-stack limits per call. A vetted method can
+still loop forever, allocate without bound, or nest a value deeply enough to
+overflow CPython's C stack inside hash()/len(); containing that needs a
+separate worker process with rlimits and a wall-clock budget (issue 7).
 """
 import ast
 import builtins
@@ -54,9 +59,8 @@ def _safe_format(text):
     return format
 
 
-# Attributes refused whatever the name looks like, per kind of object:
-# AttributeError.obj hands back the object a failed lookup stopped on;
-# define() would let a method install a second stage of its own.
+# Attributes refused on a kind of object whatever the name looks like:
+# AttributeError.obj hands back the object a failed lookup stopped on.
 _REFUSED_ON = ((BaseException, frozenset({"obj"})),)
 
 

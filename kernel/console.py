@@ -27,7 +27,6 @@ Every input is one transaction: committed on success, aborted on error.
   :define OBJ NAME      type a method (a whole `def`, or just its body), end
                         with an empty line; it is vetted by the guardians
   :snapshot NAME        take a named snapshot of the image
-  :abort                (nothing to abort: each input is its own transaction)
   :help                 this text
   :quit                 leave (also Ctrl-D)
 """
@@ -114,8 +113,6 @@ class Console:
             return ("define", obj_expr, name)
         elif cmd == ":snapshot":
             self.snapshot(rest)
-        elif cmd == ":abort":
-            self.out.print("each input is already its own transaction; nothing pending")
         else:
             self.out.print(f"unknown command {escape(cmd)}; try :help")
         return None
