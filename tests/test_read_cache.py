@@ -1,5 +1,7 @@
 """The per-object read cache is never stale: local writes, other commits,
 aborts, ghosting and re-parenting all make readers forget."""
+import contextlib
+
 import pytest
 
 from prototypes import SlotError, UvmObject
@@ -10,6 +12,19 @@ def family(root):
     root["mid"] = mid = UvmObject(**{"name": "mid", "parent*": base})
     root["kid"] = kid = UvmObject(**{"name": "kid", "parent*": mid})
     return base, mid, kid
+
+
+@contextlib.contextmanager
+def long_lived(img):
+    """A connection kept across transactions (as the console and kernel keep one)."""
+    with img.transaction() as conn:
+        family(conn.root())
+    conn = img.open()
+    try:
+        yield conn, conn.transaction_manager
+    finally:
+        conn.transaction_manager.abort()
+        conn.close()
 
 
 def test_local_write_to_an_ancestor_is_seen(mem_image):
@@ -35,51 +50,37 @@ def test_reparenting_is_seen(mem_image):
 
 
 def test_other_connections_commit_is_seen_next_transaction(mem_image):
-    with mem_image.transaction() as conn:
-        family(conn.root())
-    reader = mem_image.open()
-    reader.transaction_manager.begin()
-    kid = reader.root()["kid"]
-    assert kid.color == "red"
-    reader.transaction_manager.commit()
-    with mem_image.transaction() as conn:
-        conn.root()["base"].color = "blue"
-    reader.transaction_manager.begin()
-    assert kid.color == "blue"
-    reader.transaction_manager.abort()
-    reader.close()
+    with long_lived(mem_image) as (reader, tm):
+        tm.begin()
+        kid = reader.root()["kid"]
+        assert kid.color == "red"
+        tm.commit()
+        with mem_image.transaction() as conn:
+            conn.root()["base"].color = "blue"
+        tm.begin()
+        assert kid.color == "blue"
 
 
 def test_abort_rolls_the_cache_back(mem_image):
-    with mem_image.transaction() as conn:
-        family(conn.root())
-    conn = mem_image.open()
-    tm = conn.transaction_manager
-    tm.begin()
-    base, kid = conn.root()["base"], conn.root()["kid"]
-    base.color = "blue"
-    assert kid.color == "blue"
-    tm.abort()
-    tm.begin()
-    assert kid.color == "red"
-    tm.abort()
-    conn.close()
+    with long_lived(mem_image) as (conn, tm):
+        tm.begin()
+        base, kid = conn.root()["base"], conn.root()["kid"]
+        base.color = "blue"
+        assert kid.color == "blue"
+        tm.abort()
+        tm.begin()
+        assert kid.color == "red"
 
 
 def test_ghosting_refreshes_mutable_values(mem_image):
-    with mem_image.transaction() as conn:
-        family(conn.root())
-    conn = mem_image.open()
-    tm = conn.transaction_manager
-    tm.begin()
-    kid, base = conn.root()["kid"], conn.root()["base"]
-    assert kid.items == [1]
-    tm.abort()
-    conn.cacheMinimize()                                    # everything ghosted
-    tm.begin()
-    assert kid.items is base.items                          # same list as the holder's
-    tm.abort()
-    conn.close()
+    with long_lived(mem_image) as (conn, tm):
+        tm.begin()
+        kid, base = conn.root()["kid"], conn.root()["base"]
+        assert kid.items == [1]
+        tm.abort()
+        conn.cacheMinimize()                                # everything ghosted
+        tm.begin()
+        assert kid.items is base.items                      # same list as the holder's
 
 
 def test_cache_is_never_stored(mem_image):
