@@ -9,6 +9,17 @@ from .storage import locked_error
 log = logging.getLogger(__name__)
 
 
+def default_socket(loc: Location) -> str:
+    """``IMAGE/zeo.sock``, or a short path in /tmp when that is too long for a socket."""
+    path = str(loc.path / "zeo.sock")
+    if len(path.encode()) < 100:          # sun_path holds 108 bytes on Linux
+        return path
+    import hashlib
+    import tempfile
+    digest = hashlib.sha1(str(loc.path).encode()).hexdigest()[:12]
+    return os.path.join(tempfile.gettempdir(), f"batos-{digest}.sock")
+
+
 def serve(loc: Location, address=None):
     """Start a ZEO server on ``loc`` (in this process); return ``(address, stop)``.
 
@@ -19,7 +30,7 @@ def serve(loc: Location, address=None):
     import ZEO
     import zc.lockfile
     if address is None:
-        address = str(loc.path / "zeo.sock")
+        address = default_socket(loc)
     if isinstance(address, str) and os.path.exists(address):
         os.unlink(address)     # a stale socket from a killed server
     try:

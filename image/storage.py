@@ -13,6 +13,7 @@ log = logging.getLogger(__name__)
 
 # What FileStorage raises when the file's bytes are wrong (random garbage makes
 # read_index decode a status byte and fail with UnicodeDecodeError).
+ZEO_WAIT = 5    # seconds to wait for a ZEO server before saying it is not there
 _CORRUPTION = (UnicodeDecodeError, ValueError, OverflowError, EOFError)
 
 
@@ -124,7 +125,7 @@ def _open_zeo(loc: Location, read_only):
     try:
         # server_sync: a new transaction sees every commit made before it began.
         return ZEO.client(addr, blob_dir=str(cache), shared_blob_dir=False, server_sync=True,
-                          wait_timeout=10, read_only=read_only)
+                          wait_timeout=ZEO_WAIT, read_only=read_only)
     except Exception as e:  # ZEO raises ClientDisconnected/OSError variants
         raise ImageError(
             f"cannot reach the ZEO server at {loc} ({type(e).__name__}: {e}). "

@@ -320,3 +320,22 @@ def test_serve_publishes_its_address_and_others_attach(tmp_path, folder_image):
     assert not (folder / "serve.json").exists()
     with open_image(folder) as img, img.view() as root:
         assert root["orai"].via == "zeo"
+
+
+def test_unreachable_zeo_server_is_a_clear_error(tmp_path, monkeypatch):
+    import image.storage
+    from image import ImageError
+    monkeypatch.setattr(image.storage, "ZEO_WAIT", 1)
+    with pytest.raises(ImageError, match="batos image serve"):
+        open_image(f"zeo://{tmp_path}/nothing.sock")
+
+
+def test_json_logs_carry_the_guardians_verdicts(tmp_path):
+    p = tmp_path / "evil.py"
+    p.write_text("def f(self):\n    import os\n")
+    proc = run_batos("--log-json", "guard", "check", p)
+    import json
+    records = [json.loads(line) for line in proc.stderr.splitlines() if line.startswith("{")]
+    rejected = [r for r in records if r["logger"] == "guardians"]
+    assert rejected and rejected[0]["level"] == "warning"
+    assert rejected[0]["verdict"]["reasons"][0]["rule"] == "import"
