@@ -85,6 +85,15 @@ def build_parser():
     verb("info", ic.cmd_info, "facts about the image", isub, json=True).add_argument(
         "--read-only", action="store_true", help="open without taking the write lock")
 
+    from . import plan_cmd
+    p = sub.add_parser("plan", help="memory budget for both minds: weights, KV cache, headroom",
+                       description="Memory budget for both minds: weights at a precision, KV cache "
+                                   "per token and at a context (GQA-aware), embedder, OS reserve, "
+                                   "and the headroom on the machine. Exit 1 if it does not fit. "
+                                   "Sizes: 512G = 512 GiB; output in GB (10^9 bytes).")
+    plan_cmd.add_arguments(p)
+    p.set_defaults(func=plan_cmd.cmd_plan)
+
     guard = sub.add_parser("guard", help="the guardians that vet generated code",
                            description="Run the guardians (security + persistence covenant).")
     gsub = guard.add_subparsers(dest="guard_command", metavar="ACTION", required=True)
@@ -127,7 +136,7 @@ def main(argv=None):
     from prototypes import SlotError
     try:
         return args.func(args)
-    except (ImageError, GuardianRejection, SlotError, ValueError) as e:
+    except (ImageError, GuardianRejection, SlotError, ValueError) as e:   # PlanError too
         from . import ui
         from rich.markup import escape
         ui.err.print(f"[red]error:[/] {escape(str(e))}", highlight=False)

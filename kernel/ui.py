@@ -6,8 +6,10 @@ import sys
 from rich.console import Console
 from rich.markup import escape  # noqa: F401  (re-exported for the verbs)
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+# Piped output gets 120 columns (rich would assume 80 and squeeze tables).
+out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 120)
+err = Console(stderr=True, highlight=False, soft_wrap=True,
+              width=None if sys.stderr.isatty() else 120)
 
 
 def print_json(data):
