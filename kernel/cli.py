@@ -85,6 +85,14 @@ def build_parser():
     verb("info", ic.cmd_info, "facts about the image", isub, json=True).add_argument(
         "--read-only", action="store_true", help="open without taking the write lock")
 
+    model = sub.add_parser("model", help="the content-addressed model store",
+                           description="Model folders live in a content-addressed store beside "
+                                       "the image (IMAGE/models, or $BATOS_MODELS); the image "
+                                       "records each with the SHA-256 of every file.")
+    from . import model_cmd
+    model_cmd.add_arguments(model.add_subparsers(dest="model_command", metavar="ACTION",
+                                                 required=True), verb)
+
     from . import plan_cmd
     p = sub.add_parser("plan", help="memory budget for both minds: weights, KV cache, headroom",
                        description="Memory budget for both minds: weights at a precision, KV cache "
