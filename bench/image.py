@@ -99,7 +99,7 @@ def bench_reads():
     own, one, three = (read_ns(s, ns) for s in ("own.x", "l1.x", "l3.x"))
     for label, t in (("own slot", own), ("1 level", one), ("3 levels", three)):
         print(f"read    {label:<9} {t:8.1f} ns | plain attribute {plain:6.1f} ns | ratio {t / plain:.2f}x")
-    print(f"        (goal for 1 level: <= 3x)")
+    print("        (goal for 1 level: <= 3x)")
     return own / plain, one / plain, three / plain
 
 

@@ -12,6 +12,8 @@ from ZODB.POSException import POSKeyError
 from ZODB.serialize import referencesf
 from ZODB.utils import oid_repr, p64, u64, z64
 
+from .files import sha256_file
+
 
 @dataclasses.dataclass
 class Record:
@@ -59,14 +61,6 @@ def walk(storage, tid=None, errors=None):
 def blob_file(storage, rec: Record):
     """Path of the blob file of ``rec``; POSKeyError when it is missing."""
     return storage.loadBlob(rec.oid, rec.serial)
-
-
-def sha256_file(path, bufsize=1 << 20):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(bufsize):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def dump(storage, tid=None) -> dict:

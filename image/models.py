@@ -18,6 +18,7 @@ from collections import Counter
 from pathlib import Path
 
 from .errors import ImageError
+from .files import copy_hashed, sha256_file, write_json_atomic
 
 MANIFEST = "batos-manifest.json"
 MODELS_KEY = "models"
@@ -37,14 +38,6 @@ def default_store(loc) -> Path:
     if loc.kind != "folder":
         raise ModelStoreError(f"a {loc.kind} image has no folder for models; set $BATOS_MODELS")
     return loc.path / "models"
-
-
-def _sha256(path, bufsize=1 << 22):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(bufsize):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def safetensors_header(path) -> dict:
@@ -112,16 +105,7 @@ def import_folder(src, store, *, name=None, source=None, progress=None) -> dict:
     try:
         for f in files:
             rel = f.relative_to(src).as_posix()
-            dest = staging / rel
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            h = hashlib.sha256()
-            with open(f, "rb") as fin, open(dest, "wb") as fout:
-                while chunk := fin.read(1 << 22):
-                    h.update(chunk)
-                    fout.write(chunk)
-                    if progress:
-                        progress(len(chunk))
-            manifest_files[rel] = {"sha256": h.hexdigest(), "size": dest.stat().st_size}
+            manifest_files[rel] = copy_hashed(f, staging / rel, progress)
         digest = hashlib.sha256(json.dumps(manifest_files, sort_keys=True).encode()).hexdigest()
         model_id = digest[:16]
         final = store / model_id
@@ -133,7 +117,7 @@ def import_folder(src, store, *, name=None, source=None, progress=None) -> dict:
         if final.exists():
             shutil.rmtree(staging)         # same content is already there
             return json.loads((final / MANIFEST).read_text())
-        (staging / MANIFEST).write_text(json.dumps(record, indent=1, sort_keys=True))
+        write_json_atomic(staging / MANIFEST, record)
         os.replace(staging, final)
     except BaseException:
         if staging.exists():
@@ -147,7 +131,7 @@ def _stamp_mtimes(folder, record):
     """Remember each file's mtime so that opening can skip re-hashing unchanged files."""
     for rel, meta in record["files"].items():
         meta["mtime_ns"] = (folder / rel).stat().st_mtime_ns
-    (folder / MANIFEST).write_text(json.dumps(record, indent=1, sort_keys=True))
+    write_json_atomic(folder / MANIFEST, record)
 
 
 def check(record, *, full=False) -> list:
@@ -169,7 +153,7 @@ def check(record, *, full=False) -> list:
             problems.append((rel, f"size {st.st_size}, expected {meta['size']}"))
             continue
         if full or st.st_mtime_ns != meta.get("mtime_ns"):
-            if _sha256(p) != meta["sha256"]:
+            if sha256_file(p) != meta["sha256"]:
                 problems.append((rel, "SHA-256 differs from the manifest"))
     return problems
 

@@ -23,6 +23,7 @@ from ZODB.utils import oid_repr
 from . import dump
 from .blobs import missing
 from .errors import ImageError, SnapshotError
+from .files import copy_hashed, sha256_file, write_json_atomic
 from .interfaces import ISnapshot
 from .location import BLOB_DIR, DATA_FS, Location
 from .locks import maintenance
@@ -68,7 +69,7 @@ class Snapshot:
             if not p.is_file():
                 problems.append(f"{rel}: missing")
                 continue
-            got = dump.sha256_file(p)
+            got = sha256_file(p)
             if got != want["sha256"]:
                 problems.append(f"{rel}: checksum mismatch (expected {want['sha256'][:12]}…, got {got[:12]}…)")
             if progress:
@@ -131,10 +132,10 @@ def create_snapshot(loc: Location, name: str, root=None, progress=None) -> Snaps
             total = end + sum(os.path.getsize(s) for s, _ in blob_files)
             files = {DATA_FS: _copy(storage._file.fileno(), partial / DATA_FS, end, progress)}
             for src, rel in blob_files:
-                files[rel] = _copy_file(src, partial / rel, progress)
+                files[rel] = copy_hashed(src, partial / rel, progress)
             layout = Path(storage.blob_dir) / ".layout"
             if layout.exists():
-                files[f"{BLOB_DIR}/.layout"] = _copy_file(layout, partial / BLOB_DIR / ".layout", None)
+                files[f"{BLOB_DIR}/.layout"] = copy_hashed(layout, partial / BLOB_DIR / ".layout", None)
             schema = _schema_version(storage, tid)   # closes the storage
         finally:
             storage.close()
@@ -144,7 +145,7 @@ def create_snapshot(loc: Location, name: str, root=None, progress=None) -> Snaps
             "objects": counts["objects"], "blobs": counts["blobs"],
             "blob_files": len(blob_files), "bytes": total, "files": files,
         }
-        _write_json(partial / MANIFEST, manifest)
+        write_json_atomic(partial / MANIFEST, manifest)
         _check_copy(partial, tid)
         os.replace(partial, dest)
     log.info("snapshot %s taken at tid %s (%d objects, %d blobs)", name, tid.hex(),
@@ -167,7 +168,7 @@ def restore_snapshot(snap: Snapshot, to, force=False, progress=None) -> dict:
     to.mkdir(parents=True, exist_ok=True)
     bad = []
     for rel, want in snap.manifest["files"].items():
-        got = _copy_file(snap.path / rel, to / rel, progress)
+        got = copy_hashed(snap.path / rel, to / rel, progress)
         if got["sha256"] != want["sha256"]:
             bad.append(rel)
     if bad:
@@ -252,26 +253,6 @@ def _copy(fd, dest, length, progress, bufsize=1 << 20):
         out.flush()
         os.fsync(out.fileno())
     return {"sha256": h.hexdigest(), "size": length}
-
-
-def _copy_file(src, dest, progress, bufsize=1 << 20):
-    Path(dest).parent.mkdir(parents=True, exist_ok=True)
-    h = hashlib.sha256()
-    size = 0
-    with open(src, "rb") as f, open(dest, "wb") as out:
-        while chunk := f.read(bufsize):
-            out.write(chunk)
-            h.update(chunk)
-            size += len(chunk)
-            if progress:
-                progress(len(chunk))
-    return {"sha256": h.hexdigest(), "size": size}
-
-
-def _write_json(path, data):
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
-    os.replace(tmp, path)
 
 
 def _check_copy(folder, tid):

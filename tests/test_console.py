@@ -2,7 +2,6 @@
 import sys
 
 import pexpect
-import pytest
 
 from image import open_image
 from kernel.console import Console, SlotCompleter

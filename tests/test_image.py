@@ -2,10 +2,8 @@ import hashlib
 import os
 import subprocess
 import sys
-import threading
 
 import pytest
-import transaction
 from BTrees.OOBTree import OOBTree
 from persistent.mapping import PersistentMapping
 from ZODB.blob import Blob
@@ -16,7 +14,6 @@ from image import (ImageCorrupt, ImageLocked, ImageNotFound, MissingBlob, open_i
 from image.blobs import open_blob
 from image.dump import check
 from image.location import default_image_dir
-from image.repair import recover
 
 from conftest import ROOT, batos_env, run_batos
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
-from image import open_image
 from image import models as store
+from image.files import sha256_file
 from image.models import ModelStoreError
 
 from conftest import batos_env, run_batos
@@ -33,7 +33,7 @@ def test_import_records_hashes_and_facts(tmp_path):
     assert rec["params"] == 16 * 8 + 12 * 8 + 8 and rec["dtype"] == "F16"
     assert rec["architecture"] == "LlamaForCausalLM"
     assert set(rec["files"]) == {"config.json", "model.safetensors", "tokenizer.json"}
-    assert rec["files"]["model.safetensors"]["sha256"] == store._sha256(src / "model.safetensors")
+    assert rec["files"]["model.safetensors"]["sha256"] == sha256_file(src / "model.safetensors")
     again = store.import_folder(src, tmp_path / "models")
     assert again["id"] == rec["id"]
     assert [p.name for p in (tmp_path / "models").iterdir()] == [rec["id"]]   # nothing twice
