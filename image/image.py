@@ -42,13 +42,9 @@ class Image:
             txn = tm.begin()
             if note:
                 txn.note(note)
-            try:
-                yield conn
-            except BaseException:
-                tm.abort()
-                raise
+            yield conn
             tm.commit()
-        finally:
+        finally:               # an exception (or a failed commit) lands here: abort
             if in_transaction(tm):
                 tm.abort()
             conn.close()

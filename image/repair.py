@@ -91,9 +91,14 @@ def stamp():
     return time.strftime("%Y%m%dT%H%M%S", time.gmtime())
 
 
+def damaged_path(path: Path) -> Path:
+    """Where a damaged Data.fs is kept: ``Data.fs.damaged-<UTC stamp>``."""
+    return path.with_name(f"{path.name}.damaged-{stamp()}")
+
+
 def keep_damaged(path: Path) -> Path:
     """Copy the damaged file aside before anything touches it."""
-    kept = path.with_name(f"{path.name}.damaged-{stamp()}")
+    kept = damaged_path(path)
     shutil.copy2(path, kept)
     return kept
 
@@ -145,7 +150,7 @@ def recover(path: Path) -> tuple[Path, str]:
     if out.exists():
         out.unlink()
     fsrecover(str(path), str(out), verbose=0, partial=True, force=False, pack=None)
-    kept = path.with_name(f"{path.name}.damaged-{stamp()}")
+    kept = damaged_path(path)
     os.replace(path, kept)
     os.replace(out, path)
     for suffix in (".index", ".tmp"):

@@ -120,12 +120,11 @@ def _console(args):
     from image import open_image, resolve
     from prototypes.bootstrap import bootstrap
     from .console import Console
+    from .image_cmds import show_notes
     loc = resolve(args.image)
     img = open_image(loc, create=not args.read_only, read_only=args.read_only)
     with img:
-        for note in img.notes:
-            from . import ui
-            ui.err.print(f"[yellow]repaired:[/] {ui.escape(note)}")
+        show_notes(img)
         if not args.read_only:
             bootstrap(img)
         return Console(img).run()

@@ -14,7 +14,7 @@ def cmd_init(args):
     loc = resolve(args.image)
     with open_image(loc, create=True) as img:
         created = bootstrap(img)
-        _show_notes(img)
+        show_notes(img)
     if args.json:
         ui.print_json({"image": str(loc), "created": created})
     elif created:
@@ -27,7 +27,7 @@ def cmd_init(args):
 def cmd_info(args):
     loc = resolve(args.image)
     with open_image(loc, read_only=args.read_only) as img:
-        _show_notes(img)
+        show_notes(img)
         tid = img.last_transaction()
         info = {"image": str(loc), "kind": loc.kind, "last_tid": tid.hex(),
                 "last_commit": tid_time(tid), "schema_version": img.schema_version(),
@@ -183,7 +183,7 @@ def _emit(args, data):
             ui.out.print(f"{k:>15}: {v}", markup=False)
 
 
-def _show_notes(img):
+def show_notes(img):
     for note in img.notes:
         ui.err.print(f"[yellow]repaired:[/] {ui.escape(note)}")
 

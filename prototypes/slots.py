@@ -7,10 +7,12 @@ keeps two volatile things, both in ``_v_`` attributes that ZODB never stores:
 * the prototypes that cached a value read through this mapping (their read
   cache, see ``prototypes.object``), so they can be told to forget it.
 
-Both are dropped whenever the mapping changes here, is invalidated by
-another transaction's commit, is rolled back by an abort, or is ghosted by
-the object cache: every mutator and ``_p_invalidate``/``_p_deactivate`` go
-through ``_changed``. A cached read is therefore never stale.
+Whenever the mapping changes here (readers forget the changed slot; a
+parent change drops the parent tuple and makes readers forget everything),
+or is invalidated by another transaction's commit, rolled back by an abort
+or ghosted by the object cache (readers forget everything), every mutator
+and ``_p_invalidate``/``_p_deactivate`` go through ``_changed``. A cached
+read is therefore never stale.
 """
 import weakref
 
