@@ -20,6 +20,9 @@ HERE = Path(__file__).resolve().parent
 VENV = HERE / ".venv"
 PY = VENV / "bin" / "python"
 STAMP = VENV / ".batos-installed"
+# Installed on its own first: the machine carries this CPU build, and any
+# looser requirement would pull the newest torch with several GB of CUDA.
+TORCH = "torch==2.13.0"
 
 
 def parse(argv):
@@ -39,7 +42,8 @@ def install():
     if not PY.exists():
         print(f"creating {VENV}", flush=True)
         venv.EnvBuilder(with_pip=True).create(VENV)
-    print("installing BAT OS and its dependencies into .venv", flush=True)
+    print(f"installing {TORCH} (CPU), then BAT OS and its dependencies into .venv", flush=True)
+    subprocess.run([str(PY), "-m", "pip", "install", "--quiet", TORCH], check=True)
     subprocess.run([str(PY), "-m", "pip", "install", "--quiet", "-e", f"{HERE}[test]"], check=True)
     STAMP.write_text(want)
 

@@ -93,6 +93,17 @@ def build_parser():
     model_cmd.add_arguments(model.add_subparsers(dest="model_command", metavar="ACTION",
                                                  required=True), verb)
 
+    mem = sub.add_parser("memory", help="the bifocal memory: corpora of prose + vectors",
+                         description="Corpora of chunks (prose and embedding together) with "
+                                     "text (BM25), vector and hybrid search. A mind searches "
+                                     "only the corpora it has mounted.")
+    from . import memory_cmd
+
+    def memory_verb(name, func, help, parent, json=False):
+        return verb(name, memory_cmd.cli(func), help, parent, json)
+    memory_cmd.add_arguments(mem.add_subparsers(dest="memory_command", metavar="ACTION",
+                                                required=True), memory_verb)
+
     from . import plan_cmd
     p = sub.add_parser("plan", help="memory budget for both minds: weights, KV cache, headroom",
                        description="Memory budget for both minds: weights at a precision, KV cache "

@@ -1,0 +1,57 @@
+"""Contracts of the bifocal memory, written once.
+
+A *chunk* is the bifocal packet: the prose of a span of a source file and its
+embedding vector, stored together in one persistent record with its metadata.
+A *corpus* is one body of knowledge: its chunks by docid, a per-source record
+(content hash + docids) that makes ingestion idempotent, a zope.index Okapi
+(BM25) text index with its lexicon, and a blob holding the search arrays
+(the vector matrix and the BM25 postings) built from those records.
+
+States of a corpus's search blob, by ``corpus.version``:
+- *current*: ``corpus.accel_version == corpus.version``; mounting reads it as is.
+- *stale*: ingestion changed chunks after the blob was built (for example a
+  run interrupted between its chunk commits and its final rebuild); mounting
+  rebuilds it from the records first. The records are the truth, the blob a cache.
+
+Rules:
+- Every chunk of a corpus has the corpus's dimension; an embedder of another
+  dimension is refused before anything is written.
+- A source's chunks change all together in one transaction, or not at all.
+- Retrieval only searches corpora the asking mind has mounted; mounts persist
+  in the image, the arrays they load live in the process.
+"""
+from zope.interface import Attribute, Interface
+
+
+class IChunk(Interface):
+    text = Attribute("the prose: exactly source[start:end]")
+    vector = Attribute("float32 little-endian bytes of the normalised embedding")
+    source = Attribute("absolute path of the file the prose came from")
+    start = Attribute("character offset of the span in the decoded source")
+    end = Attribute("character offset one past the span")
+    title = Attribute("the nearest heading above the span, or ''")
+    corpus = Attribute("name of the corpus")
+    mind = Attribute("the mind that ingested it, or None for a shared corpus")
+    time = Attribute("ingestion time, seconds since the epoch")
+    resonance = Attribute("a float score curation may raise or lower (default 0.0)")
+
+
+class ICorpus(Interface):
+    name = Attribute("unique name in root['memory'].corpora")
+    model = Attribute("embedding model: 'all-MiniLM-L6-v2' (bundled) or a folder path")
+    dim = Attribute("vector dimension, fixed at creation")
+    version = Attribute("incremented by every change to the chunks")
+
+    def replace_source(path, record, drafts, mind=None, now=None):
+        """Drop the chunks of ``path`` and add ``drafts``; return the new docids."""
+
+    def stats():
+        """Plain data: counts, model, dimension, sizes."""
+
+
+class IEmbedder(Interface):
+    dim = Attribute("vector dimension")
+    max_tokens = Attribute("the model's maximum sequence length, in tokens")
+
+    def encode(texts):
+        """Normalised float32 array, one row per text."""
