@@ -27,10 +27,12 @@ Every input is one transaction: committed on success, aborted on error.
   :define OBJ NAME      type a method (a whole `def`, or just its body), end
                         with an empty line; it is vetted by the guardians
   :snapshot NAME        take a named snapshot of the image
+  :memory VERB ...      the memory verbs of `batos memory`: ingest, search,
+                        mount, unmount, stats, drop (`:memory --help`)
   :help                 this text
   :quit                 leave (also Ctrl-D)
 """
-COMMANDS = (":inspect", ":define", ":snapshot", ":help", ":quit")
+COMMANDS = (":inspect", ":define", ":snapshot", ":memory", ":help", ":quit")
 
 
 def history_path():
@@ -113,6 +115,8 @@ class Console:
             return ("define", obj_expr, name)
         elif cmd == ":snapshot":
             self.snapshot(rest)
+        elif cmd == ":memory":
+            self.memory(rest)
         else:
             self.out.print(f"unknown command {escape(cmd)}; try :help")
         return None
@@ -172,6 +176,26 @@ class Console:
         m = s.manifest
         self.out.print(f"snapshot [bold]{escape(s.name)}[/] at tid {m['tid']}: "
                        f"{m['objects']} objects, {m['blobs']} blobs")
+
+    def memory(self, rest):
+        """``:memory VERB ARGS``: the same verbs and options as ``batos memory``."""
+        import shlex
+        from .memory_cmd import console_parser
+        parser = console_parser()
+        try:
+            args = parser.parse_args(shlex.split(rest) or ["--help"])
+        except SystemExit:           # argparse printed help or a usage error
+            return
+        except ValueError as e:
+            self._error(e)
+            return
+        if self.read_only and args.func.__name__ not in ("do_search", "do_stats"):
+            self.out.print("[yellow]read-only console:[/] only search and stats")
+            return
+        try:
+            args.func(self.img, args, self.out)
+        except Exception as e:
+            self._error(e)
 
     # -- protocol: the terminal loop ------------------------------------------
     def run(self):

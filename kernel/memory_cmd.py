@@ -74,6 +74,22 @@ def cli(func):
     return run
 
 
+def console_parser():
+    """The memory verbs for the console's ``:memory`` (no --image: the console's own)."""
+    parser = argparse.ArgumentParser(prog=":memory", add_help=True,
+                                     description="The bifocal memory (same verbs as `batos memory`).")
+    sub = parser.add_subparsers(dest="memory_command", metavar="VERB", required=True)
+
+    def verb(name, func, help, parent, json=False):
+        p = parent.add_parser(name, help=help, description=help)
+        if json:
+            p.add_argument("--json", action="store_true", help="print data as JSON")
+        p.set_defaults(func=func)
+        return p
+    add_arguments(sub, verb)
+    return parser
+
+
 # -- behaviour ----------------------------------------------------------------
 def do_ingest(img, args, out):
     from memory.ingest import MAX_BYTES, ingest

@@ -52,3 +52,23 @@ def run_batos(*args, env=None, check=False, timeout=120):
     if check and proc.returncode != 0:
         raise AssertionError(f"batos {args} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return proc
+
+
+@pytest.fixture(scope="session")
+def tiny_st_model(tmp_path_factory):
+    """A real sentence-transformers model of 32 dimensions, random weights, built here."""
+    import shutil
+    from memory.embed import model_path
+    from sentence_transformers import SentenceTransformer, models
+    from transformers import BertConfig, BertModel
+    base = model_path()
+    out = tmp_path_factory.mktemp("tiny-st")
+    bert = out / "bert"
+    BertModel(BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2,
+                         num_attention_heads=2, intermediate_size=64)).save_pretrained(bert)
+    for name in ("tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json"):
+        shutil.copy(base / name, bert / name)
+    word = models.Transformer(str(bert), max_seq_length=128)
+    st = SentenceTransformer(modules=[word, models.Pooling(32, "mean")], device="cpu")
+    st.save(str(out / "model"))
+    return out / "model"
