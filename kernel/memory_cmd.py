@@ -23,7 +23,7 @@ def add_arguments(sub, verb):
     p.add_argument("--model", help="sentence-transformers folder for a new corpus "
                                    "(default: the bundled all-MiniLM-L6-v2)")
     p.add_argument("--mind", help="record the chunks as this mind's (default: shared)")
-    p.add_argument("--budget", type=int, help="tokens per chunk for a new corpus (default 128)")
+    p.add_argument("--budget", type=int, help="tokens per chunk for a new corpus (default 64)")
     p.add_argument("--max-bytes", type=int, default=None, help="skip larger files (default 5 MB)")
 
     p = verb("search", do_search, "search a mounted corpus (text, vector or hybrid)", sub, json=True)
@@ -148,6 +148,7 @@ def do_search(img, args, out):
 
 def do_mount(img, args, out):
     import time
+
     from memory.mount import mount
     t0 = time.perf_counter()
     loaded = mount(img, args.corpus, args.mind)

@@ -6,6 +6,12 @@
 
 Importing this package is cheap; sentence-transformers loads on first embedding.
 """
-from .errors import DimensionMismatch, EmbedderError, MemoryLayerError, NotMounted, UnknownCorpus
+from .errors import (
+    DimensionMismatch,
+    EmbedderError,
+    MemoryLayerError,
+    NotMounted,
+    UnknownCorpus,
+)
 
-__all__ = ["MemoryLayerError", "UnknownCorpus", "NotMounted", "DimensionMismatch", "EmbedderError"]
+__all__ = ["DimensionMismatch", "EmbedderError", "MemoryLayerError", "NotMounted", "UnknownCorpus"]

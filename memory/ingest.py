@@ -196,4 +196,4 @@ def drop(img, name):
     forget(img, name)
 
 
-__all__ = ["ingest", "scan", "drop", "MAX_BYTES"]
+__all__ = ["MAX_BYTES", "drop", "ingest", "scan"]

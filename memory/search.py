@@ -14,9 +14,9 @@ from .errors import DimensionMismatch
 from .mount import load, mounted, require_mounted
 
 MODES = ("text", "vector", "hybrid")
-RRF_K = 20                # tuned on bench/memory.py's eval set (see docs/memory.md)
+RRF_K = 60                # tuned on bench/memory.py's eval set (see docs/memory.md)
 TEXT_WEIGHT = 1.0
-VECTOR_WEIGHT = 1.0
+VECTOR_WEIGHT = 2.0
 CANDIDATES = 100          # per mode and corpus, before fusion and filters
 
 

@@ -148,7 +148,7 @@ def _markdown(text, lines):
             units.append(Unit(*_trim(text, s, e), kind="heading"))
         elif not line.strip():
             flush(); para = None
-        elif para is None and (line.startswith("    ") or line.startswith("\t")) and \
+        elif para is None and line.startswith(("    ", "\t")) and \
                 (i == 0 or _blank(text, lines[i - 1])):
             j = i
             while j + 1 < len(lines) and (_blank(text, lines[j + 1]) or
@@ -191,14 +191,15 @@ def _rst(text, lines):
             continue
         if _RST_CODE_DIRECTIVE.match(line) or (literal_next and line.strip()):
             flush(); para = None
-            base = _indent(line) if not literal_next else -1
-            start_i = i if not literal_next else i
+            # A directive's body is indented past the directive; a literal
+            # block runs while lines stay at least as indented as its first.
+            floor = _indent(line) if literal_next else _indent(line) + 1
             j = i
-            while j + 1 < len(lines) and (_blank(text, lines[j + 1]) or
-                                          _indent(text[lines[j + 1][0]:lines[j + 1][1]]) > max(base, 0)
-                                          or (literal_next and _indent(text[lines[j + 1][0]:lines[j + 1][1]]) >= _indent(line))):
+            while j + 1 < len(lines) and (
+                    _blank(text, lines[j + 1]) or
+                    _indent(text[lines[j + 1][0]:lines[j + 1][1]]) >= floor):
                 j += 1
-            while j > start_i and _blank(text, lines[j]):
+            while j > i and _blank(text, lines[j]):
                 j -= 1
             units.append(Unit(s, lines[j][1], kind="code"))
             literal_next = False

@@ -1,8 +1,8 @@
 """The bifocal memory on a real image with the real embedding model."""
+import memory_docs
 import numpy as np
 import pytest
 
-import memory_docs
 from memory import DimensionMismatch, EmbedderError, NotMounted, UnknownCorpus
 from memory import mount as mnt
 from memory.corpus import get_corpus

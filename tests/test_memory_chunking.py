@@ -1,10 +1,10 @@
 """Structure and semantic chunking: sentences, headings and code blocks are never cut."""
 import pytest
 import sentencex
+from memory_docs import HTML, MARKDOWN, RST, TEXT
 
 from memory.chunking import chunk_documents
 from memory.structure import parse
-from memory_docs import HTML, MARKDOWN, RST, TEXT
 
 
 @pytest.fixture(scope="module")
@@ -19,8 +19,8 @@ def test_markdown_units_keep_headings_and_fences_whole():
     assert ("heading", "# Sourdough baking") in kinds
     assert ("heading", "## Shaping the loaf") in kinds
     code = [t for k, t in kinds if k == "code"]
-    assert code == ["```python\ndef feed(starter, flour, water):\n\n    return starter + flour "
-                    "+ water\n```"]
+    assert code == [("```python\ndef feed(starter, flour, water):\n\n    return starter + flour "
+                     "+ water\n```")]
     assert doc.units[-1].title == "Shaping the loaf"
 
 
