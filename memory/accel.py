@@ -28,9 +28,8 @@ def build(corpus) -> dict:
     n = len(docids)
     vectors = np.zeros((n, corpus.dim), dtype=np.float32)
     times = np.zeros(n, dtype=np.float64)
-    minds, mind_codes = [], {}
+    mind_codes, source_codes = {}, {}
     mind_of = np.zeros(n, dtype=np.int32)
-    sources, source_codes = [], {}
     source_of = np.zeros(n, dtype=np.int32)
     for row, chunk in enumerate(corpus.chunks.values()):
         vectors[row] = np.frombuffer(chunk.vector, dtype="<f4")

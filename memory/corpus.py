@@ -4,7 +4,6 @@ import time
 from BTrees.IOBTree import IOBTree
 from BTrees.OOBTree import OOBTree, OOTreeSet
 from persistent import Persistent
-from persistent.mapping import PersistentMapping
 from zope.index.text.okapiindex import OkapiIndex
 from zope.interface import implementer
 
@@ -142,7 +141,5 @@ def mounts(root, mind) -> OOTreeSet:
     """The persistent set of corpus names ``mind`` has mounted (created on first use)."""
     table = _memory(root).mounts
     if mind not in table:
-        if not isinstance(table, PersistentMapping):
-            raise TypeError("root['memory'].mounts is not a PersistentMapping")
         table[mind] = OOTreeSet()
     return table[mind]

@@ -22,8 +22,9 @@ _lock = threading.Lock()
 class Loaded:
     """One corpus's arrays in RAM, ready to score queries."""
 
-    def __init__(self, name, model, arrays, pipeline):
+    def __init__(self, name, model, arrays, pipeline, created=None):
         self.name = name
+        self.created = created
         self.model = model
         self.version = int(arrays["version"][0])
         self.dim = int(arrays["dim"][0])
@@ -49,23 +50,28 @@ class Loaded:
 
 
 def _key(img, name):
-    return (str(img.location), name)
+    # Scratch (memory:) images all share one location string: tell them apart by database.
+    where = str(img.location)
+    if getattr(img.location, "kind", None) == "memory":
+        where = f"memory:{id(img.db)}"
+    return (where, name)
 
 
-def load(img, name, *, refresh=True) -> Loaded:
+def load(img, name) -> Loaded:
     """The corpus's arrays in this process, (re)loaded if the image has a newer version."""
     with img.view() as root:
         corpus = get_corpus(root, name)
-        version, model = corpus.version, corpus.model
+        version, model, created = corpus.version, corpus.model, corpus.created
         pipeline = list(corpus.lexicon._pipeline)
     key = _key(img, name)
     with _lock:
         have = _loaded.get(key)
-        if have is not None and have.version == version:
+        # created tells a corpus dropped and made again (its version restarts) from the old one
+        if have is not None and (have.version, have.created) == (version, created):
             return have
     t0 = time.perf_counter()
-    arrays = accel.refresh(img, name) if refresh else None
-    loaded = Loaded(name, model, arrays, pipeline)
+    arrays = accel.refresh(img, name)
+    loaded = Loaded(name, model, arrays, pipeline, created)
     with _lock:
         _loaded[key] = loaded
     log.info("loaded %s: %d chunks, %.1f MB in %.3f s", name, len(loaded),

@@ -244,3 +244,15 @@ def test_drop_removes_the_corpus_and_its_mounts(kb):
     assert mnt.mounted(kb, "hermes") == []
     with kb.view() as root, pytest.raises(UnknownCorpus):
         get_corpus(root, "kb")
+
+
+def test_a_corpus_dropped_and_made_again_is_not_served_from_the_old_arrays(kb, tmp_path):
+    assert sources(kb, "yeast", k=1) == ["bread.md"]
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "kites.md").write_text("# Kites\n\nA kite flies on the wind at the end of a line.\n")
+    drop(kb, "kb")
+    mnt._loaded.clear()          # as if another process had dropped it
+    ingest(kb, "kb", [other])
+    mnt.mount(kb, "kb", "hermes")
+    assert sources(kb, "kite wind", k=1) == ["kites.md"]
