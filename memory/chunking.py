@@ -59,9 +59,11 @@ def chunk_documents(docs, embedder, budget=DEFAULT_BUDGET, min_tokens=DEFAULT_MI
             n = len(pieces[di][i].ids)
             piece_states[di][i] = st[pos:pos + n]
             pos += n
+    windows_of = [[] for _ in docs]
+    for di, group in where:
+        windows_of[di].append(group)
     for di, (doc, ps) in enumerate(zip(docs, pieces)):
-        groups = [g for w, g in where if w == di]
-        out[di] = _group(doc, ps, piece_states[di], groups, budget, min_tokens, percentile)
+        out[di] = _group(doc, ps, piece_states[di], windows_of[di], budget, min_tokens, percentile)
     if not embedder.mean_pooling:
         flat = [d for drafts in out for d in drafts]
         vecs = embedder.encode([d.text for d in flat])

@@ -57,12 +57,17 @@ def _key(img, name):
     return (where, name)
 
 
-def load(img, name) -> Loaded:
-    """The corpus's arrays in this process, (re)loaded if the image has a newer version."""
-    with img.view() as root:
-        corpus = get_corpus(root, name)
-        version, model, created = corpus.version, corpus.model, corpus.created
-        pipeline = list(corpus.lexicon._pipeline)
+def load(img, name, root=None) -> Loaded:
+    """The corpus's arrays in this process, (re)loaded if the image has a newer version.
+
+    ``root`` (the caller's open root) saves opening a connection per query.
+    """
+    if root is None:
+        with img.view() as view:
+            return load(img, name, view)
+    corpus = get_corpus(root, name)
+    version, model, created = corpus.version, corpus.model, corpus.created
+    pipeline = list(corpus.lexicon._pipeline)
     key = _key(img, name)
     with _lock:
         have = _loaded.get(key)
@@ -121,12 +126,11 @@ def mounts_view(root, mind):
     return table[mind].keys() if mind in table else ()
 
 
-def require_mounted(img, names, mind):
-    have = set(mounted(img, mind))
+def require_mounted(root, names, mind):
+    have = set(mounts_view(root, mind))
     for name in names:
         if name not in have:
-            with img.view() as root:
-                get_corpus(root, name)        # unknown beats unmounted
+            get_corpus(root, name)            # unknown beats unmounted
             raise NotMounted(f"corpus {name!r} is not mounted for {mind}; mount it with "
                              f"`batos memory mount {name} --mind {mind}`")
 

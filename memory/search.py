@@ -11,7 +11,7 @@ import numpy as np
 from .corpus import get_corpus
 from .embed import get_embedder
 from .errors import DimensionMismatch
-from .mount import load, mounted, require_mounted
+from .mount import load, mounts_view, require_mounted
 
 MODES = ("text", "vector", "hybrid")
 RRF_K = 60                # tuned on bench/memory.py's eval set (see docs/memory.md)
@@ -163,9 +163,9 @@ def search(img, root, query, *, corpora=None, mind="hermes", mode="hybrid", k=10
     ``corpora`` narrows the search to some of the mounted corpora; naming one
     that is not mounted (or does not exist) is an error.
     """
-    names = list(corpora) if corpora else mounted(img, mind)
-    require_mounted(img, names, mind)
-    loaded = [load(img, n) for n in names]
+    names = list(corpora) if corpora else list(mounts_view(root, mind))
+    require_mounted(root, names, mind)
+    loaded = [load(img, n, root) for n in names]
     ranked = rank(loaded, query, mode, k, filters, query_vectors, **tuning)
     hits = []
     for ci, r, score, scores, rk in ranked:
