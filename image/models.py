@@ -84,14 +84,23 @@ def describe(folder) -> dict:
         "model_type": config.get("model_type"),
         "params": params,                       # stored tensors (quantized: packed words)
         "dtype": dtypes.most_common(1)[0][0] if dtypes else None,
-        "quantization": {k: quant[k] for k in ("bits", "group_size") if k in quant} if quant else None,
+        "quantization": _quant_facts(quant, mlx="quantization" in config) if quant else None,
     }
 
 
-def import_folder(src, store, *, name=None, source=None, progress=None) -> dict:
+def _quant_facts(quant, mlx):
+    facts = {k: quant[k] for k in ("quant_method", "bits", "group_size") if k in quant}
+    if mlx and "quant_method" not in facts:     # mlx-lm writes {bits, group_size, mode}
+        facts["quant_method"] = f"mlx-{quant.get('mode', 'affine')}"
+    return facts
+
+
+def import_folder(src, store, *, name=None, source=None, progress=None, extra=None) -> dict:
     """Copy ``src`` into the store (hashing as it copies); return its record.
 
-    Importing the same content twice gives the same id and copies nothing.
+    Importing the same content twice gives the same id and keeps the first
+    record. ``extra`` is plain data recorded with it (a runtime's master, its
+    engine, the GGUF it came from).
     """
     src, store = Path(src), Path(store)
     facts = describe(src)
@@ -113,7 +122,7 @@ def import_folder(src, store, *, name=None, source=None, progress=None) -> dict:
                   "source": source or str(src.resolve()), "sha256": digest,
                   "size": sum(f["size"] for f in manifest_files.values()),
                   "imported": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-                  "files": manifest_files, **facts}
+                  "files": manifest_files, **facts, **(extra or {})}
         if final.exists():
             shutil.rmtree(staging)         # same content is already there
             return json.loads((final / MANIFEST).read_text())
@@ -124,6 +133,25 @@ def import_folder(src, store, *, name=None, source=None, progress=None) -> dict:
             shutil.rmtree(staging)
         raise
     _stamp_mtimes(final, record)
+    return record
+
+
+def find_in_store(store, **match):
+    """The manifest of a model already in the store whose fields equal ``match``, or None."""
+    for manifest in sorted(Path(store).glob(f"*/{MANIFEST}")):
+        try:
+            record = json.loads(manifest.read_text())
+        except (OSError, ValueError):
+            continue
+        if all(record.get(k) == v for k, v in match.items()) and not check(record):
+            return record
+    return None
+
+
+def update_manifest(record, **fields):
+    """Add plain-data fields (measured stats, a quality report) to a stored model's manifest."""
+    record = dict(record, **fields)
+    write_json_atomic(Path(record["path"]) / MANIFEST, record)
     return record
 
 

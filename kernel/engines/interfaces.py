@@ -1,0 +1,70 @@
+"""Contracts of the inference engines (one per library: torch, mlx)."""
+from zope.interface import Attribute, Interface
+
+
+class IEngine(Interface):
+    """A library that runs models: loads them and makes 8-bit runtimes of them.
+
+    Rules:
+    - ``available()`` never imports more than it must and never raises; an
+      engine whose library is missing says why in ``why_unavailable()``.
+    - ``load`` takes a model folder already checked against its manifest; it
+      reads nothing else and downloads nothing.
+    - ``quantize`` writes a complete model folder (config.json, weights,
+      tokenizer) that ``load`` of the same engine runs; it never touches the
+      source folder, and the folder records ``quantization`` in config.json.
+    """
+
+    name = Attribute("registry name: 'torch', 'mlx', ...")
+
+    def available():
+        """True when this host can run the engine."""
+
+    def why_unavailable():
+        """A sentence saying what is missing, or None."""
+
+    def load(folder, **settings):
+        """An ILoadedModel for the folder (settings: device, dtype)."""
+
+    def quantize(src, dest, bits=8):
+        """Write an 8-bit runtime of the FP16/FP32 folder ``src`` into ``dest``."""
+
+
+class ILoadedModel(Interface):
+    """One model in memory, ready to run.
+
+    Prompts are either text (already chat-templated) or a list of messages
+    (``{"role", "content"}`` dicts), which are chat-templated first. Greedy
+    decoding when temperature is 0 (the default), so results repeat.
+    """
+
+    engine = Attribute("the IEngine that loaded it")
+    folder = Attribute("the model folder")
+    load_seconds = Attribute("wall time of load()")
+    last_stats = Attribute("dict of the last generation: prompt_tokens, tokens, seconds, tokens_per_s")
+
+    def chat_template(messages, add_generation_prompt=True):
+        """The prompt text for a conversation, by the model's own chat template."""
+
+    def count_tokens(text):
+        """Tokens in ``text`` (no special tokens added)."""
+
+    def stream(prompt, max_tokens=256, temperature=0.0, top_p=1.0, seed=None):
+        """Yield text pieces as tokens are generated; stops at end of turn."""
+
+    def generate(prompt, max_tokens=256, **kw):
+        """The whole answer as one string (``stream`` joined)."""
+
+    def logprobs(prompt, continuation, full=False):
+        """Per-token log-probabilities of ``continuation`` after ``prompt``.
+
+        Returns ``(token_ids, logprobs)`` as numpy arrays; with ``full`` also
+        the log-softmax over the vocabulary at each position (``[n, vocab]``),
+        which is what KL divergence between two runtimes needs.
+        """
+
+    def memory_bytes():
+        """Bytes the weights take in memory."""
+
+    def unload():
+        """Free the weights; the object is unusable afterwards."""

@@ -1,0 +1,120 @@
+"""The mlx engine: mlx-lm, the default on Apple Silicon (Metal); also runs on Linux CPU.
+
+On a CPU without Metal, float weights are computed in float32 and mlx-lm's
+8-bit kernels are slow there (the brief measured 0.26 tokens/s), so the torch
+engine is the default on such hosts; this one still loads, runs and
+quantizes there, which is what lets the tests cover it everywhere.
+"""
+import contextlib
+import gc
+import importlib.util
+import io
+import time
+from pathlib import Path
+
+from . import EngineError, has_metal, register
+from .base import LoadedBase
+
+
+@register
+class MlxEngine:
+    name = "mlx"
+
+    def available(self):
+        return self.why_unavailable() is None
+
+    def why_unavailable(self):
+        if importlib.util.find_spec("mlx_lm") is None:
+            return "the Python package 'mlx-lm' is not installed (pip install mlx-lm)"
+        try:
+            import mlx.core  # noqa: F401
+        except ImportError as e:    # Linux needs the CPU backend: pip install 'mlx[cpu]'
+            return f"mlx does not import ({e}); on Linux install it with pip install 'mlx[cpu]'"
+        return None
+
+    def load(self, folder, dtype=None, device=None):
+        return MlxModel(self, Path(folder), dtype)
+
+    def quantize(self, src, dest, bits=8, group_size=64, progress=None):
+        from mlx_lm.convert import convert
+        from .convert import fix_rope_theta
+        dest = Path(dest)
+        if dest.exists():
+            raise EngineError(f"{dest} already exists; mlx-lm writes into a new folder")
+        with contextlib.redirect_stdout(io.StringIO()):     # mlx-lm prints its progress
+            convert(str(src), str(dest), quantize=True, q_bits=bits, q_group_size=group_size)
+        fix_rope_theta(dest)
+        return {"quant_method": "mlx-affine", "bits": bits, "group_size": group_size}
+
+    def quantization_name(self):
+        return "mlx affine 8-bit, groups of 64"
+
+
+class MlxModel(LoadedBase):
+    def __init__(self, engine, folder, dtype=None):
+        super().__init__(folder)
+        import mlx.core as mx
+        from mlx_lm import load
+        self.engine = engine
+        start = time.perf_counter()
+        try:
+            self.model, self.tokenizer = load(str(folder))
+        except (OSError, ValueError, KeyError, RuntimeError) as e:
+            raise EngineError(f"the mlx engine could not load {folder}: {e}") from e
+        self.quantized = bool(_config_quant(folder))
+        want = dtype or (None if has_metal() or self.quantized else "float32")
+        if want:        # half precision is slow on a CPU
+            self.model.set_dtype(getattr(mx, want))
+        mx.eval(self.model.parameters())
+        self.load_seconds = time.perf_counter() - start
+
+    def _template(self, messages, add_generation_prompt):
+        return self.tokenizer.apply_chat_template(messages, tokenize=False,
+                                                  add_generation_prompt=add_generation_prompt)
+
+    def _encode(self, text):
+        return self.tokenizer.encode(text, add_special_tokens=False)
+
+    def _stream_ids(self, ids, max_tokens, temperature, top_p, seed, ignore_eos):
+        import mlx.core as mx
+        from mlx_lm import stream_generate
+        from mlx_lm.sample_utils import make_sampler
+        if seed is not None:
+            mx.random.seed(seed)
+        sampler = make_sampler(temp=temperature or 0.0, top_p=top_p if top_p < 1.0 else 0.0)
+        saved = self.tokenizer.eos_token_ids
+        if ignore_eos:
+            self.tokenizer.eos_token_ids = set()
+        try:
+            for r in stream_generate(self.model, self.tokenizer, ids, max_tokens=max_tokens,
+                                     sampler=sampler):
+                if r.finish_reason == "stop":
+                    break
+                yield r.text, 1
+        finally:
+            self.tokenizer.eos_token_ids = saved
+
+    def _logits(self, ids):
+        import mlx.core as mx
+        import numpy as np
+        logits = self.model(mx.array([ids]))[0].astype(mx.float32)
+        return np.array(logits)
+
+    def memory_bytes(self):
+        from mlx.utils import tree_flatten
+        return sum(v.nbytes for _, v in tree_flatten(self.model.parameters()))
+
+    def unload(self):
+        import mlx.core as mx
+        self.model = None
+        gc.collect()
+        mx.clear_cache()
+
+
+def _config_quant(folder):
+    import json
+    try:
+        cfg = json.loads((Path(folder) / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return cfg.get("quantization") or cfg.get("quantization_config")
