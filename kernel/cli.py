@@ -45,8 +45,12 @@ def build_parser():
         return p
 
     from . import image_cmds as ic
-    verb("init", ic.cmd_init, "create the image (if needed) with the well-known prototypes; "
-         "idempotent", json=True)
+    p = verb("init", ic.cmd_init, "create the image (if needed) with the well-known prototypes "
+             "and give each mind without a model the bundled SmolLM2 as generation 0; "
+             "idempotent", json=True)
+    p.add_argument("--no-models", action="store_true",
+                   help="prototypes only: import no model (minds answer nothing until "
+                        "`batos mind set`)")
     p = verb("console", _console, "open the interactive console on the image")
     p.add_argument("--read-only", action="store_true", help="look, never write")
     p = verb("info", ic.cmd_info, "facts about the image", json=True)
@@ -103,6 +107,27 @@ def build_parser():
         return verb(name, memory_cmd.cli(func), help, parent, json)
     memory_cmd.add_arguments(mem.add_subparsers(dest="memory_command", metavar="ACTION",
                                                 required=True), memory_verb)
+
+    from . import mind_cmd
+    mind = sub.add_parser("mind", help="the minds' models: show them, point one at real weights",
+                          description="Each mind runs a model from the store: Orai its FP16 "
+                                      "master, Hermes an 8-bit copy of its FP16 Gold Master.")
+    mind_cmd.add_mind_arguments(mind.add_subparsers(dest="mind_command", metavar="ACTION",
+                                                    required=True), verb)
+    p = verb("ask", mind_cmd.cmd_ask, "send one prompt straight to a mind's deployed runtime "
+             "and stream the answer (no kernel needed)")
+    mind_cmd.add_ask_arguments(p)
+    p = verb("engines", mind_cmd.cmd_engines, "the inference engines and whether this host runs "
+             "them", json=True)
+
+    report = sub.add_parser("report", help="measurements: what quantization costs and buys",
+                            description="Measurements the owner asked for, as tables and PNG plots.")
+    rsub = report.add_subparsers(dest="report_command", metavar="ACTION", required=True)
+    from . import report_cmd
+    report_cmd.add_arguments(verb("quant", report_cmd.cmd_quant,
+                                  "KL divergence and top-1 agreement of a mind's Q8 runtime "
+                                  "against its FP16 master, memory saved and speed ratio",
+                                  rsub, json=True))
 
     from . import plan_cmd
     p = sub.add_parser("plan", help="memory budget for both minds: weights, KV cache, headroom",

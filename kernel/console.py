@@ -29,10 +29,11 @@ Every input is one transaction: committed on success, aborted on error.
   :snapshot NAME        take a named snapshot of the image
   :memory VERB ...      the memory verbs of `batos memory`: ingest, search,
                         mount, unmount, stats, drop (`:memory --help`)
+  :ask MIND TEXT        send TEXT to orai or hermes; the answer streams
   :help                 this text
   :quit                 leave (also Ctrl-D)
 """
-COMMANDS = (":inspect", ":define", ":snapshot", ":memory", ":help", ":quit")
+COMMANDS = (":inspect", ":define", ":snapshot", ":memory", ":ask", ":help", ":quit")
 
 
 def history_path():
@@ -117,6 +118,8 @@ class Console:
             self.snapshot(rest)
         elif cmd == ":memory":
             self.memory(rest)
+        elif cmd == ":ask":
+            self.ask(rest)
         else:
             self.out.print(f"unknown command {escape(cmd)}; try :help")
         return None
@@ -176,6 +179,23 @@ class Console:
         m = s.manifest
         self.out.print(f"snapshot [bold]{escape(s.name)}[/] at tid {m['tid']}: "
                        f"{m['objects']} objects, {m['blobs']} blobs")
+
+    def ask(self, rest):
+        """``:ask MIND TEXT``: one prompt to a mind's deployed runtime, streamed."""
+        from .mind_cmd import ask
+        mind, _, prompt = rest.partition(" ")
+        if not prompt.strip():
+            self.out.print("usage: :ask orai|hermes TEXT")
+            return
+        gen = ask(self.img, mind, prompt.strip())
+        try:
+            while True:
+                self.out.print(next(gen), end="", markup=False, highlight=False)
+        except StopIteration as done:
+            st = done.value
+            self.out.print(f"\n[dim]{st['tokens']} tokens at {st['tokens_per_s']:.1f} tok/s[/]")
+        except Exception as e:
+            self._error(e)
 
     def memory(self, rest):
         """``:memory VERB ARGS``: the same verbs and options as ``batos memory``."""

@@ -12,15 +12,26 @@ from . import ui
 
 def cmd_init(args):
     loc = resolve(args.image)
+    installed = []
     with open_image(loc, create=True) as img:
         created = bootstrap(img)
         show_notes(img)
+        if not args.no_models:
+            from . import minds
+            for mind in minds.needs_models(img):
+                with ui.status(f"{mind}: importing the bundled SmolLM2-135M-Instruct as "
+                               "generation 0", not args.json):
+                    installed.append(minds.install(img, mind))
     if args.json:
-        ui.print_json({"image": str(loc), "created": created})
-    elif created:
+        ui.print_json({"image": str(loc), "created": created, "models": installed})
+        return 0
+    if created:
         ui.out.print(f"created image at [bold]{ui.escape(str(loc))}[/] with {', '.join(created)}")
-    else:
+    elif not installed:
         ui.out.print(f"image at [bold]{ui.escape(str(loc))}[/] is already bootstrapped; nothing changed")
+    from .mind_cmd import _report_install
+    for entry in installed:
+        _report_install(entry, False)
     return 0
 
 

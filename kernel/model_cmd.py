@@ -8,9 +8,9 @@ from . import ui
 
 
 def add_arguments(sub, verb):
-    p = verb("import", cmd_import, "copy a Hugging Face model folder into the store and record it",
-             sub, json=True)
-    p.add_argument("path", help="model folder (config.json + *.safetensors)")
+    p = verb("import", cmd_import, "copy a Hugging Face model folder (or a GGUF file, "
+             "dequantized to FP16) into the store and record it", sub, json=True)
+    p.add_argument("path", help="model folder (config.json + *.safetensors) or .gguf file")
     p.add_argument("--name", help="a name to find it by (default: the folder name)")
     verb("list", cmd_list, "models recorded in the image", sub, json=True)
     p = verb("verify", cmd_verify, "re-hash every file of a model against its manifest", sub, json=True)
@@ -22,8 +22,13 @@ def cmd_import(args):
     root_dir = store.default_store(loc)
     total = sum(f.stat().st_size for f in Path(args.path).rglob("*") if f.is_file()) \
         if Path(args.path).is_dir() else 0
-    with ui.byte_progress(f"import {Path(args.path).name}", total, not args.json) as advance:
-        record = store.import_folder(args.path, root_dir, name=args.name, progress=advance)
+    from .minds import import_model, is_gguf
+    if is_gguf(args.path):
+        with ui.status(f"converting {Path(args.path).name} to FP16", not args.json):
+            record = import_model(args.path, root_dir)
+    else:
+        with ui.byte_progress(f"import {Path(args.path).name}", total, not args.json) as advance:
+            record = store.import_folder(args.path, root_dir, name=args.name, progress=advance)
     with open_image(loc, create=True) as img:
         img.run(store.record_in_image, record, note=f"import model {record['name']}")
     if args.json:

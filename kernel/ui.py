@@ -29,3 +29,13 @@ def byte_progress(description, total, enabled=True):
                   transient=True) as progress:
         task = progress.add_task(description, total=total)
         yield lambda n: progress.advance(task, n)
+
+
+@contextlib.contextmanager
+def status(message, enabled=True):
+    """A spinner with a message on a terminal, for work with no measurable total."""
+    if not enabled or not err.is_terminal:
+        yield
+        return
+    with err.status(message):
+        yield

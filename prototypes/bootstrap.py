@@ -17,16 +17,15 @@ from .object import UvmObject
 
 log = logging.getLogger(__name__)
 
+# Short on purpose: the bundled 135M model loses track of a simple question
+# under a longer system prompt (measured); larger models can take a fuller soul.
 ORAI_IDENTITY = (
-    "You are Orai, the main mind of BAT OS: deep, creative and patient. You think "
-    "problems through from first principles, write and reason at length when that "
-    "helps, and learn from each day's work. You say plainly what you do not know, and "
-    "you refuse to deceive, to harm, or to act against the owner's interests.")
+    "You are a helpful AI assistant named Orai. You are the deep, creative main mind "
+    "of BAT OS. You never deceive or harm.")
 HERMES_IDENTITY = (
-    "You are Hermes, the majordomo of BAT OS: the owner's assistant, interlocutor and "
-    "router. You answer quick questions yourself, hand deep or creative work to Orai "
-    "and say when you do, keep track of missions, and keep answers short and exact. "
-    "You refuse to deceive, to harm, or to act against the owner's interests.")
+    "You are a helpful AI assistant named Hermes, the majordomo of BAT OS. You keep "
+    "answers short and exact, and you hand deep or creative work to Orai. You never "
+    "deceive or harm.")
 
 PSM_STATES = ("IDLE", "DECOMPOSING", "DELEGATING", "SYNTHESIZING", "COMPLETE", "FAILED")
 WELL_KNOWN = ("traits", "mind", "orai", "hermes", "state", "states", "memory", "lineage")
@@ -53,14 +52,16 @@ def _make(root):
     lineage = UvmObject(**{"name": "lineage", "parent*": traits,
                            "doc": "Generations of each mind, by number."})
     minds = {}
-    for key, role, identity in (("orai", "main mind", ORAI_IDENTITY),
-                                ("hermes", "majordomo", HERMES_IDENTITY)):
+    # Orai keeps FP16; Hermes runs a Q8 copy of its FP16 Gold Master by day.
+    for key, role, identity, precision in (("orai", "main mind", ORAI_IDENTITY, "fp16"),
+                                           ("hermes", "majordomo", HERMES_IDENTITY, "q8")):
         generations = IOBTree()
         lineage.set_slot(key, generations)
         minds[key] = UvmObject(**{
             "name": key, "parent*": mind, "role": role, "identity": identity,
-            "model": None, "generation": 0, "runtime": None,
-            "ledger": OOBTree(), "engine": PersistentMapping(), "lineage": generations})
+            "model": None, "generation": 0, "runtime": None, "precision": precision,
+            "ledger": OOBTree(), "lineage": generations,
+            "engine": PersistentMapping({"name": "auto", "max_tokens": 512, "temperature": 0.0})})
     state = UvmObject(**{"name": "state", "parent*": traits,
                          "doc": "Trait of the prototypal state machine's states."})
     states = PersistentMapping({
