@@ -72,3 +72,38 @@ def tiny_st_model(tmp_path_factory):
     st = SentenceTransformer(modules=[word, models.Pooling(32, "mean")], device="cpu")
     st.save(str(out / "model"))
     return out / "model"
+
+
+@pytest.fixture(scope="session")
+def model_store(tmp_path_factory):
+    """One model store for the session, so the bundled GGUF is converted once."""
+    return tmp_path_factory.mktemp("models")
+
+
+@pytest.fixture(scope="session")
+def smol_master(model_store):
+    """The bundled SmolLM2-135M-Instruct GGUF, dequantized to an FP16 folder in the store."""
+    from kernel.minds import bundled_gguf, import_model
+    return import_model(bundled_gguf(), model_store)
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory, smol_master):
+    """A 2-layer Llama with random weights (a few MB), built here, with SmolLM2's tokenizer."""
+    import shutil
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+    out = tmp_path_factory.mktemp("tiny-llama") / "tiny"
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=49152, hidden_size=64, intermediate_size=128,
+                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                         max_position_embeddings=512, tie_word_embeddings=True,
+                         bos_token_id=1, eos_token_id=2, rope_theta=10000.0)
+    LlamaForCausalLM(config).to(torch.float16).save_pretrained(out)
+    src = Path(smol_master["path"])
+    for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
+        if (src / name).exists():
+            shutil.copy(src / name, out / name)
+    from kernel.engines.convert import fix_rope_theta
+    fix_rope_theta(out)
+    return out

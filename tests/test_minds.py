@@ -1,0 +1,190 @@
+"""The minds on real weights: the bundled SmolLM2 end to end, the CLI, and bad input."""
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from conftest import batos_env, run_batos
+from kernel import minds
+from kernel.engines import get_engine
+
+QUESTION = "What is the capital of France?"
+
+
+def test_gguf_import_writes_rope_theta(smol_master):
+    cfg = json.loads((Path(smol_master["path"]) / "config.json").read_text())
+    assert cfg["rope_theta"] == cfg["rope_parameters"]["rope_theta"] == 100000.0
+    assert smol_master["converted_from"] == "gguf" and smol_master["dtype"] == "F16"
+    assert smol_master["params"] == 134_515_008
+    # Importing the same GGUF again reuses the conversion.
+    assert minds.import_model(minds.bundled_gguf(), Path(smol_master["path"]).parent) == smol_master
+
+
+@pytest.mark.parametrize("mind", ["orai", "hermes"])
+def test_bundled_model_answers_on_torch(smol_master, model_store, mind):
+    from prototypes.bootstrap import HERMES_IDENTITY, ORAI_IDENTITY
+    identity = {"orai": ORAI_IDENTITY, "hermes": HERMES_IDENTITY}[mind]
+    engine = get_engine("torch")
+    rec = smol_master if mind == "orai" else minds.build_runtime(smol_master, model_store, engine)
+    model = engine.load(rec["path"])
+    assert model.quantized == (mind == "hermes")
+    answer = model.generate(minds.messages(identity, QUESTION), max_tokens=24)
+    model.unload()
+    assert "Paris" in answer
+
+
+def test_bundled_model_answers_on_mlx(smol_master):
+    """mlx-lm reads rope_theta: a sensible answer proves the GGUF import got RoPE right."""
+    model = get_engine("mlx").load(smol_master["path"])
+    answer = model.generate([{"role": "user", "content": QUESTION}], max_tokens=10)
+    model.unload()
+    assert "Paris" in answer
+
+
+@pytest.mark.slow
+def test_without_rope_theta_mlx_babbles(smol_master, tmp_path):
+    """The brief's pitfall, shown: drop rope_theta and mlx-lm uses the wrong RoPE base."""
+    bad = tmp_path / "no-rope-theta"
+    shutil.copytree(smol_master["path"], bad)
+    cfg = json.loads((bad / "config.json").read_text())
+    del cfg["rope_theta"]
+    (bad / "config.json").write_text(json.dumps(cfg))
+    model = get_engine("mlx").load(bad)
+    answer = model.generate([{"role": "user", "content": QUESTION}], max_tokens=10)
+    assert "The capital of France is Paris" not in answer
+
+
+@pytest.fixture(scope="module")
+def inited(tmp_path_factory, model_store, smol_master):
+    """`batos init` on a fresh image: both minds get generation 0."""
+    tmp = tmp_path_factory.mktemp("minds")
+    env = batos_env(tmp, BATOS_IMAGE=str(tmp / "image"), BATOS_MODELS=str(model_store))
+    proc = run_batos("init", "--json", env=env, check=True, timeout=600)
+    return env, json.loads(proc.stdout), tmp
+
+
+def test_init_gives_both_minds_generation_0(inited):
+    env, out, _ = inited
+    by_mind = {m["mind"]: m for m in out["models"]}
+    assert set(by_mind) == {"orai", "hermes"}
+    assert by_mind["orai"]["precision"] == "fp16" and by_mind["hermes"]["precision"] == "q8"
+    assert by_mind["orai"]["master"] == by_mind["hermes"]["master"] == by_mind["orai"]["runtime"]
+    assert by_mind["hermes"]["runtime"] != by_mind["hermes"]["master"]
+    shown = {r["mind"]: r for r in json.loads(run_batos("mind", "show", "--json", env=env,
+                                                        check=True).stdout)}
+    rt = shown["hermes"]["runtime"]
+    assert rt["quantization"]["bits"] == 8 and rt["engine"] == "torch"
+    assert rt["stats"]["tokens_per_s"] > 0 and rt["stats"]["load_seconds"] > 0
+    again = json.loads(run_batos("init", "--json", env=env, check=True).stdout)
+    assert again["models"] == [] and again["created"] == []
+
+
+@pytest.mark.parametrize("mind", ["orai", "hermes"])
+def test_ask_streams_a_sensible_answer(inited, mind):
+    env, _, _ = inited
+    proc = run_batos("ask", mind, QUESTION, env=env, check=True)
+    assert "Paris" in proc.stdout
+    assert f"{mind} gen 0" in proc.stderr
+    data = json.loads(run_batos("ask", mind, QUESTION, "--json", "--max-tokens", "12",
+                                env=env, check=True).stdout)
+    assert data["tokens"] <= 12 and data["engine"] == "torch" and data["answer"]
+
+
+def test_report_quant_hermes(inited):
+    env, _, tmp = inited
+    prompts = tmp / "prompts.txt"
+    prompts.write_text("What is the capital of France?\nName a large planet.\n"
+                       "Write one sentence about rain.\n")
+    png = tmp / "quant.png"
+    proc = run_batos("report", "quant", "hermes", "--json", "--prompts", prompts,
+                     "--max-tokens", "16", "--png", png, env=env, check=True, timeout=300)
+    r = json.loads(proc.stdout)
+    assert r["prompts"] == 3 and r["prompt_source"] == "file" and r["tokens"] > 10
+    assert 0 <= r["kl_mean"] < 0.1 and 0.5 < r["top1_agreement"] <= 1.0
+    assert r["memory_bytes"]["q8"] < r["memory_bytes"]["fp16"] and r["memory_bytes"]["saved"] > 0
+    assert r["tokens_per_s"]["fp16"] > 0 and r["tokens_per_s"]["ratio"] > 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    table = run_batos("report", "quant", "hermes", "--prompts", prompts, "--max-tokens", "8",
+                      "--png", tmp / "q2.png", env=env, check=True, timeout=300).stdout
+    assert "top-1 agreement" in table and "KL" in table and "speed ratio" in table
+
+
+# -- pointing minds at other weights, and bad input ---------------------------------------
+
+def _env(tmp_path):
+    return batos_env(tmp_path, BATOS_IMAGE=str(tmp_path / "image"),
+                     BATOS_MODELS=str(tmp_path / "models"))
+
+
+def test_mind_set_with_engine_override(tiny_llama, tmp_path):
+    env = _env(tmp_path)
+    run_batos("init", "--no-models", env=env, check=True)
+    out = json.loads(run_batos("mind", "set", "hermes", "--model", tiny_llama, "--engine", "mlx",
+                               "--json", env=env, check=True, timeout=300).stdout)
+    assert out["engine"] == "mlx" and out["precision"] == "q8"
+    shown = json.loads(run_batos("mind", "show", "hermes", "--json", env=env, check=True).stdout)[0]
+    assert shown["runtime"]["quantization"]["quant_method"] == "mlx-affine"
+    assert shown["engine"]["name"] == "mlx"
+    data = json.loads(run_batos("ask", "hermes", "hi", "--json", "--max-tokens", "4", env=env,
+                                check=True).stdout)
+    assert data["engine"] == "mlx" and data["tokens"] <= 4
+    # Orai keeps FP16: its runtime is its master.
+    out = json.loads(run_batos("mind", "set", "orai", "--model", tiny_llama, "--json", env=env,
+                               check=True).stdout)
+    assert out["runtime"] == out["master"] and out["precision"] == "fp16"
+
+
+def test_tampered_model_file_is_detected(tiny_llama, tmp_path):
+    env = _env(tmp_path)
+    run_batos("init", "--no-models", env=env, check=True)
+    out = json.loads(run_batos("mind", "set", "orai", "--model", tiny_llama, "--json", env=env,
+                               check=True).stdout)
+    weights = tmp_path / "models" / out["runtime"] / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF                                  # same size, one bit pattern changed
+    weights.write_bytes(bytes(data))
+    proc = run_batos("ask", "orai", "hi", env=env)
+    assert proc.returncode == 2 and "model.safetensors" in proc.stderr
+    assert "no longer matches its manifest" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("damage", ["missing", "malformed"])
+def test_malformed_model_folder_is_refused(tiny_llama, tmp_path, damage):
+    env = _env(tmp_path)
+    run_batos("init", "--no-models", env=env, check=True)
+    before = run_batos("mind", "show", "--json", env=env, check=True).stdout
+    bad = tmp_path / "bad"
+    shutil.copytree(tiny_llama, bad)
+    if damage == "missing":
+        (bad / "config.json").unlink()
+    else:
+        (bad / "config.json").write_text("{not json")
+    proc = run_batos("mind", "set", "orai", "--model", bad, env=env)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert ("no config.json" if damage == "missing" else "not valid JSON") in proc.stderr
+    assert run_batos("mind", "show", "--json", env=env, check=True).stdout == before
+    ask = run_batos("ask", "orai", "hi", env=env)
+    assert ask.returncode == 2 and "batos init" in ask.stderr
+
+
+def test_unknown_engine_is_a_clear_error(tiny_llama, tmp_path):
+    env = _env(tmp_path)
+    run_batos("init", "--no-models", env=env, check=True)
+    proc = run_batos("mind", "set", "orai", "--model", tiny_llama, "--engine", "tpu", env=env)
+    assert proc.returncode == 2 and "no engine 'tpu'" in proc.stderr
+
+
+def test_console_ask_streams(folder_image, tiny_llama, tmp_path):
+    import io
+    from rich.console import Console as RichConsole
+    from kernel.console import Console
+    entry = minds.install(folder_image, "orai", tiny_llama, store_dir=tmp_path / "models")
+    with folder_image.view() as root:
+        assert root["orai"].runtime == entry["runtime"] and root["orai"].lineage[0]["engine"] == "torch"
+    buf = io.StringIO()
+    con = Console(folder_image, out=RichConsole(file=buf, width=200, highlight=False))
+    con.execute(":ask orai hello there")
+    con.execute(":ask hermes hello")          # Hermes has no model yet: a clear error
+    text = buf.getvalue()
+    assert "tokens at" in text and "hermes has no model yet" in text
