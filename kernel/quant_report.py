@@ -62,7 +62,7 @@ def measure(engine, master_folder, runtime_folder, identity, prompts, *, max_tok
             kl, agree = kl_and_agreement(d_fp, d_q8)
             kls.append(kl)
             agrees.append(agree)
-            per_prompt.append({"prompt": prompt, "tokens": int(len(kl)), "kl_mean": float(kl.mean()),
+            per_prompt.append({"prompt": prompt, "tokens": len(kl), "kl_mean": float(kl.mean()),
                                "kl_max": float(kl.max()), "top1_agreement": float(agree.mean())})
             if progress:
                 progress(1)
@@ -78,7 +78,7 @@ def measure(engine, master_folder, runtime_folder, identity, prompts, *, max_tok
         all_kl, all_agree = np.concatenate(kls), np.concatenate(agrees)
         mem = {"fp16": fp.memory_bytes(), "q8": q8.memory_bytes()}
         return {
-            "engine": engine.name, "prompts": len(per_prompt), "tokens": int(len(all_kl)),
+            "engine": engine.name, "prompts": len(per_prompt), "tokens": len(all_kl),
             "kl_mean": float(all_kl.mean()), "kl_median": float(np.median(all_kl)),
             "kl_p95": float(np.percentile(all_kl, 95)), "kl_max": float(all_kl.max()),
             "top1_agreement": float(all_agree.mean()),

@@ -3,8 +3,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from image import open_image, resolve
 from image import models as store
+from image import open_image, resolve
 
 from . import minds, quant_report, ui
 

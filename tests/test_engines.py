@@ -5,7 +5,13 @@ import shutil
 import numpy as np
 import pytest
 
-from kernel.engines import ENGINES, EngineError, default_engine_name, get_engine, register
+from kernel.engines import (
+    ENGINES,
+    EngineError,
+    default_engine_name,
+    get_engine,
+    register,
+)
 from kernel.engines.base import Detokenizer
 
 ENGINE_NAMES = ["torch", "mlx"]
@@ -85,7 +91,14 @@ def test_engines_agree_on_the_same_weights(tiny_llama):
 
 def test_int8_rows_and_tied_head(tiny_llama, tmp_path):
     import torch
-    from kernel.engines.int8 import Int8Embedding, Int8Linear, int8_nbytes, load_int8, quantize_rows
+
+    from kernel.engines.int8 import (
+        Int8Embedding,
+        Int8Linear,
+        int8_nbytes,
+        load_int8,
+        quantize_rows,
+    )
     w = torch.randn(32, 16)
     q, s = quantize_rows(w)
     assert q.dtype == torch.int8 and (q.float() * s[:, None] - w).abs().max() <= s.max() / 2 + 1e-6
@@ -112,15 +125,15 @@ def test_registry_and_selection():
 
 
 def test_detokenizer_holds_back_half_characters():
-    decode = lambda ids: bytes(ids).decode("utf-8", errors="replace")   # noqa: E731
+    decode = lambda ids: bytes(ids).decode("utf-8", errors="replace")
     d = Detokenizer(decode)
     pieces = [d.add(b) for b in "né€".encode()] + [d.flush()]
     assert "".join(pieces) == "né€" and "\ufffd" not in "".join(pieces)
 
 
 def test_bad_model_folders(tiny_llama, tmp_path):
-    from kernel.engines.convert import fix_rope_theta, gguf_to_folder
     from image.models import ModelStoreError
+    from kernel.engines.convert import fix_rope_theta, gguf_to_folder
     bad = tmp_path / "bad"
     shutil.copytree(tiny_llama, bad)
     (bad / "model.safetensors").write_bytes(b"not safetensors")

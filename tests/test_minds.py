@@ -4,8 +4,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from conftest import batos_env, run_batos
+
 from kernel import minds
 from kernel.engines import get_engine
 
@@ -177,7 +177,9 @@ def test_unknown_engine_is_a_clear_error(tiny_llama, tmp_path):
 
 def test_console_ask_streams(folder_image, tiny_llama, tmp_path):
     import io
+
     from rich.console import Console as RichConsole
+
     from kernel.console import Console
     entry = minds.install(folder_image, "orai", tiny_llama, store_dir=tmp_path / "models")
     with folder_image.view() as root:
@@ -186,5 +188,6 @@ def test_console_ask_streams(folder_image, tiny_llama, tmp_path):
     con = Console(folder_image, out=RichConsole(file=buf, width=200, highlight=False))
     con.execute(":ask orai hello there")
     con.execute(":ask hermes hello")          # Hermes has no model yet: a clear error
+    con.close()
     text = buf.getvalue()
     assert "tokens at" in text and "hermes has no model yet" in text

@@ -33,6 +33,7 @@ def gguf_to_folder(gguf, dest, dtype="float16") -> Path:
     """Dequantize a GGUF file into an HF folder at ``dest`` (created; must not exist)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
+
     from . import quiet_offline
     quiet_offline()
     gguf, dest = Path(gguf), Path(dest)

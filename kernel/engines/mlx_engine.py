@@ -37,6 +37,7 @@ class MlxEngine:
 
     def quantize(self, src, dest, bits=8, group_size=64, progress=None):
         from mlx_lm.convert import convert
+
         from .convert import fix_rope_theta
         dest = Path(dest)
         if dest.exists():

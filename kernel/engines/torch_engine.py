@@ -50,6 +50,7 @@ class TorchModel(LoadedBase):
         import torch
         from safetensors import SafetensorError
         from transformers import AutoModelForCausalLM, AutoTokenizer
+
         from .int8 import is_int8_folder, load_int8
         self.engine = engine
         self.device = device
