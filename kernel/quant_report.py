@@ -55,7 +55,9 @@ def measure(engine, master_folder, runtime_folder, identity, prompts, *, max_tok
         for prompt in prompts:
             text = fp.chat_template(messages(identity, prompt))
             answer = fp.generate(text, max_tokens=max_tokens)
-            if not answer.strip():
+            if not answer:              # ends its turn at once: score what it would say next
+                answer = fp.generate(text, max_tokens=max_tokens, ignore_eos=True)
+            if not fp.count_tokens(answer):
                 continue
             _, _, d_fp = fp.logprobs(text, answer, full=True)
             _, _, d_q8 = q8.logprobs(text, answer, full=True)

@@ -6,7 +6,7 @@ from pathlib import Path
 from image import models as store
 from image import open_image, resolve
 
-from . import minds, quant_report, ui
+from . import minds, ui
 
 
 def add_arguments(p):
@@ -19,6 +19,7 @@ def add_arguments(p):
 
 
 def cmd_quant(args):
+    from . import quant_report      # numpy and friends: only when a report is asked for
     loc = resolve(args.image)
     with open_image(loc, read_only=True) as img, img.view() as root:
         master = minds.plan(root, args.mind, "master")
@@ -29,6 +30,8 @@ def cmd_quant(args):
     prompts = [p for p in prompts if p.strip()]
     if not prompts:
         prompts, source = list(quant_report.PROMPTS), "bundled"
+    if len(prompts) > 64:
+        prompts = prompts[-64:]
     from .engines import get_engine
     engine = get_engine(runtime["engine"])
     scratch = None

@@ -191,3 +191,19 @@ def test_console_ask_streams(folder_image, tiny_llama, tmp_path):
     con.close()
     text = buf.getvalue()
     assert "tokens at" in text and "hermes has no model yet" in text
+
+
+def test_report_quant_orai_measures_a_scratch_q8(tiny_llama, tmp_path):
+    """Orai runs FP16: the report quantizes a scratch copy, measures it, and deploys nothing."""
+    env = _env(tmp_path)
+    run_batos("init", "--no-models", env=env, check=True)
+    run_batos("mind", "set", "orai", "--model", tiny_llama, env=env, check=True)
+    before = run_batos("mind", "show", "--json", env=env, check=True).stdout
+    models_before = sorted(p.name for p in (tmp_path / "models").iterdir())
+    r = json.loads(run_batos("report", "quant", "orai", "--json", "--max-tokens", "8",
+                             env=env, check=True, timeout=300).stdout)
+    assert r["runtime"].startswith("scratch Q8") and r["prompt_source"] == "bundled"
+    assert r["prompts"] == 12 and r["kl_max"] > 0 and r["memory_bytes"]["saved"] > 0
+    assert Path(r["png"]).is_file() and Path(r["png"]).parent == tmp_path / "image" / "reports"
+    assert run_batos("mind", "show", "--json", env=env, check=True).stdout == before
+    assert sorted(p.name for p in (tmp_path / "models").iterdir()) == models_before

@@ -16,6 +16,7 @@ def quiet_offline():
     import os
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("TQDM_DISABLE", "1")      # read when tqdm is first imported
     try:
         from transformers.utils import logging as hf_logging
     except ImportError:

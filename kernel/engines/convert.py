@@ -45,7 +45,6 @@ def gguf_to_folder(gguf, dest, dtype="float16") -> Path:
     torch_dtype = {"float16": torch.float16, "bfloat16": torch.bfloat16,
                    "float32": torch.float32}[dtype]
     tmp = dest.with_name(dest.name + f".part-{os.getpid()}")
-    os.environ.setdefault("TQDM_DISABLE", "1")      # transformers' own bar; callers draw ours
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         log.info("dequantizing %s to %s", gguf.name, dtype)
