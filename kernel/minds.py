@@ -136,7 +136,12 @@ def install(img, mind, path=None, *, engine=None, precision=None, store_dir=None
     eng = get_engine(engine_name)
     source = Path(path) if path else bundled_gguf()
     master = import_model(source, store_dir, progress)
-    runtime = build_runtime(master, store_dir, eng, progress) if precision == "q8" else master
+    if precision == "q8":
+        runtime = build_runtime(master, store_dir, eng, progress)
+    else:
+        if (master.get("stats") or {}).get("engine") != eng.name:
+            master = store.update_manifest(master, stats=measure(eng, master["path"]))
+        runtime = master
     entry = {"generation": 0, "master": master["id"], "runtime": runtime["id"],
              "engine": eng.name, "precision": precision, "source": str(source),
              "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")}
@@ -174,7 +179,7 @@ def plan(root, mind, which="runtime") -> dict:
             "settings": settings}
 
 
-def load(p) -> "object":
+def load(p):
     """Check the model's files against its manifest, then load it on its engine."""
     folder = store.open_checked(p["record"])
     try:

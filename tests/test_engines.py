@@ -43,8 +43,7 @@ def test_interface(engine, tiny_llama):
         assert (chosen <= 0).all() and m.memory_bytes() > 0
         # The greedy first token is the most likely one under logprobs.
         first = m._encode(m.generate(text, max_tokens=1, ignore_eos=True))
-        _, _, d = m.logprobs(text, m._decode(first) if hasattr(m, "_decode") else
-                             m.tokenizer.decode(first), full=True)
+        _, _, d = m.logprobs(text, m.tokenizer.decode(first), full=True)
         assert d[0].argmax() == first[0]
     finally:
         m.unload()

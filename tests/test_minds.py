@@ -76,6 +76,8 @@ def test_init_gives_both_minds_generation_0(inited):
     rt = shown["hermes"]["runtime"]
     assert rt["quantization"]["bits"] == 8 and rt["engine"] == "torch"
     assert rt["stats"]["tokens_per_s"] > 0 and rt["stats"]["load_seconds"] > 0
+    fp = shown["orai"]["runtime"]
+    assert fp["quantization"] is None and fp["stats"]["memory_bytes"] > rt["stats"]["memory_bytes"]
     again = json.loads(run_batos("init", "--json", env=env, check=True).stdout)
     assert again["models"] == [] and again["created"] == []
 
