@@ -87,6 +87,7 @@ def measure(engine, master_folder, runtime_folder, identity, prompts, *, max_tok
             "memory_bytes": mem | {"saved": mem["fp16"] - mem["q8"], "ratio": mem["q8"] / mem["fp16"]},
             "tokens_per_s": speed | {"ratio": speed["q8"] / speed["fp16"]},
             "load_seconds": {"fp16": fp.load_seconds, "q8": q8.load_seconds},
+            "compute_dtype": {"fp16": fp.compute_dtype, "q8": q8.compute_dtype},
             "per_prompt": per_prompt, "kl_per_token": [float(x) for x in all_kl],
             "measured": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
@@ -118,10 +119,12 @@ def plot(report, path):
                 color="#8172b2")
     ax2 = axes[2].twinx()
     ax2.bar(x + 0.2, [spd["fp16"], spd["q8"]], 0.4, label="tokens/s", color="#ccb974")
-    axes[2].set_xticks(x, ["FP16 master", "Q8 runtime"])
+    axes[2].set_xticks(x, [f"FP16 master\n(runs in {report['compute_dtype']['fp16']})",
+                           "Q8 runtime"])
     axes[2].set(title=f"memory x{mem['ratio']:.2f}, speed x{spd['ratio']:.2f}", ylabel="MB")
     ax2.set_ylabel("tokens/s")
-    fig.legend(loc="lower right", fontsize=8)
+    handles = axes[2].get_legend_handles_labels()[0] + ax2.get_legend_handles_labels()[0]
+    axes[2].legend(handles=handles, loc="upper center", fontsize=8)
     fig.suptitle(f"{report['mind']}: {report['runtime']} vs {report['master']} "
                  f"({report['engine']} engine, {report['tokens']} tokens)")
     fig.tight_layout()

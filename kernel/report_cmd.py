@@ -79,7 +79,8 @@ def _table(r):
             ("KL(FP16 || Q8) mean, nats", f"{r['kl_mean']:.5f}"),
             ("KL median / p95 / max", f"{r['kl_median']:.5f} / {r['kl_p95']:.5f} / {r['kl_max']:.4f}"),
             ("top-1 agreement", f"{r['top1_agreement']:.1%}"),
-            ("weights in memory FP16 -> Q8", f"{mem['fp16'] / 1e6:.1f} MB -> {mem['q8'] / 1e6:.1f} MB"),
+            (f"weights in memory: master (as {r['compute_dtype']['fp16']}) -> Q8",
+             f"{mem['fp16'] / 1e6:.1f} MB -> {mem['q8'] / 1e6:.1f} MB"),
             ("memory saved", f"{mem['saved'] / 1e6:.1f} MB ({1 - mem['ratio']:.0%})"),
             ("tokens/s FP16 -> Q8", f"{spd['fp16']:.1f} -> {spd['q8']:.1f}"),
             ("speed ratio Q8 / FP16", f"{spd['ratio']:.2f}x")):

@@ -41,6 +41,7 @@ class ILoadedModel(Interface):
     engine = Attribute("the IEngine that loaded it")
     folder = Attribute("the model folder")
     load_seconds = Attribute("wall time of load()")
+    compute_dtype = Attribute("what the weights compute in here, in words ('float32', ...)")
     last_stats = Attribute("dict of the last generation: prompt_tokens, tokens, seconds, tokens_per_s")
 
     def chat_template(messages, add_generation_prompt=True):

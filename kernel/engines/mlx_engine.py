@@ -68,6 +68,8 @@ class MlxModel(LoadedBase):
             self.model.set_dtype(getattr(mx, want))
         mx.eval(self.model.parameters())
         self.load_seconds = time.perf_counter() - start
+        self.compute_dtype = ("8-bit affine weights, " if self.quantized else "") + \
+            str(want or "as stored").removeprefix("mlx.core.")
 
     def _template(self, messages, add_generation_prompt):
         return self.tokenizer.apply_chat_template(messages, tokenize=False,

@@ -69,6 +69,8 @@ class TorchModel(LoadedBase):
             raise EngineError(f"the torch engine could not load {folder}: {e}") from e
         self.load_seconds = time.perf_counter() - start
         self.eos = _eos_ids(folder, self.tokenizer)
+        self.compute_dtype = ("int8 weights, " if self.quantized else "") + \
+            str(self.dtype).removeprefix("torch.")
 
     def _template(self, messages, add_generation_prompt):
         return self.tokenizer.apply_chat_template(messages, tokenize=False,
