@@ -209,3 +209,14 @@ def test_report_quant_orai_measures_a_scratch_q8(tiny_llama, tmp_path):
     assert Path(r["png"]).is_file() and Path(r["png"]).parent == tmp_path / "image" / "reports"
     assert run_batos("mind", "show", "--json", env=env, check=True).stdout == before
     assert sorted(p.name for p in (tmp_path / "models").iterdir()) == models_before
+
+
+def test_report_prompts_come_from_the_ledger(mem_image):
+    from kernel.quant_report import ledger_prompts
+    with mem_image.transaction() as conn:
+        ledger = conn.root()["hermes"].ledger
+        ledger["1"] = {"prompt": "Where is Lyon?", "answer": "In France."}
+        ledger["2"] = {"answer": "no prompt here"}
+    with mem_image.view() as root:
+        assert ledger_prompts(root, "hermes") == ["Where is Lyon?"]
+        assert ledger_prompts(root, "orai") == []

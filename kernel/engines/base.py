@@ -4,6 +4,15 @@ import time
 import numpy as np
 
 
+class EngineBase:
+    """What every engine shares: availability is "nothing is missing"."""
+
+    name = None
+
+    def available(self):
+        return self.why_unavailable() is None
+
+
 class LoadedBase:
     """Subclasses implement ``_encode``, ``_template``, ``_stream_ids`` and ``_logits``.
 

@@ -97,7 +97,7 @@ def _read_config(folder):
     quant = raw.pop("quantization_config", None)
     raw.pop("quantization", None)
     model_type = raw.pop("model_type")
-    return raw, quant, AutoConfig.for_model(model_type, **raw)
+    return quant, AutoConfig.for_model(model_type, **raw)
 
 
 def _state_dict(folder):
@@ -112,7 +112,7 @@ def quantize_folder(src, dest, progress=None) -> dict:
     """Write the batos-int8 runtime of the float model folder ``src`` into ``dest``."""
     from safetensors.torch import save_file
     src, dest = Path(src), Path(dest)
-    raw, quant, config = _read_config(src)
+    quant, config = _read_config(src)
     if quant:
         raise ValueError(f"{src} is already quantized ({quant}); quantize from the FP16 master")
     model = _skeleton(config)
@@ -156,7 +156,7 @@ def is_int8_folder(folder) -> bool:
 
 def load_int8(folder, device="cpu", dtype=torch.float32):
     """A transformers model whose linear layers and embedding run in int8."""
-    _, _, config = _read_config(folder)
+    _, config = _read_config(folder)
     model = _skeleton(config)
     tensors = _state_dict(folder)
     qnames = {n[: -len(SCALE)] for n in tensors if n.endswith(SCALE)}

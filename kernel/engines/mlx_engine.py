@@ -13,15 +13,12 @@ import time
 from pathlib import Path
 
 from . import EngineError, has_metal, register
-from .base import LoadedBase
+from .base import EngineBase, LoadedBase
 
 
 @register
-class MlxEngine:
+class MlxEngine(EngineBase):
     name = "mlx"
-
-    def available(self):
-        return self.why_unavailable() is None
 
     def why_unavailable(self):
         if importlib.util.find_spec("mlx_lm") is None:

@@ -10,15 +10,12 @@ import time
 from pathlib import Path
 
 from . import EngineError, register
-from .base import Detokenizer, LoadedBase
+from .base import Detokenizer, EngineBase, LoadedBase
 
 
 @register
-class TorchEngine:
+class TorchEngine(EngineBase):
     name = "torch"
-
-    def available(self):
-        return self.why_unavailable() is None
 
     def why_unavailable(self):
         import importlib.util
