@@ -147,3 +147,28 @@ def test_bad_model_folders(tiny_llama, tmp_path):
     (bad / "config.json").write_text(json.dumps(cfg))
     assert fix_rope_theta(bad) and json.loads((bad / "config.json").read_text())["rope_theta"] == 5.0
     assert not fix_rope_theta(bad)
+
+
+def test_every_engine_honours_the_interface(tiny_llama):
+    from zope.interface.verify import verifyObject
+    from kernel.engines.interfaces import IEngine, ILoadedModel
+    from kernel.engines.scripted import ScriptedEngine
+    for engine in (get_engine("torch"), get_engine("mlx"), ScriptedEngine(["hi"])):
+        assert verifyObject(IEngine, engine)
+        model = engine.load(tiny_llama)
+        assert verifyObject(ILoadedModel, model)
+        model.unload()
+
+
+def test_scripted_double():
+    from kernel.engines.scripted import ScriptedEngine, ScriptError
+    model = ScriptedEngine(["Paris is the capital.", "Rome."]).load()
+    assert list(model.stream(CONV)) == ["Paris", " is", " the", " capital."]
+    assert model.last_stats["tokens"] == 4 and "Say something about rivers." in model.calls[0]
+    assert model.generate("plain prompt", max_tokens=1) == "Rome." and model.calls[1] == "plain prompt"
+    with pytest.raises(ScriptError, match="no answer left"):
+        model.generate(CONV)
+    echo = ScriptedEngine(lambda text: text.split()[-1]).load()
+    assert echo.generate("one two three") == "three"
+    tokens, lp = echo.logprobs("a b", "c d")
+    assert len(tokens) == 2 and np.allclose(lp, -np.log(len(echo.vocab)))

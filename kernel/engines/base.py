@@ -2,8 +2,12 @@
 import time
 
 import numpy as np
+from zope.interface import implementer
+
+from .interfaces import IEngine, ILoadedModel
 
 
+@implementer(IEngine)
 class EngineBase:
     """What every engine shares: availability is "nothing is missing"."""
 
@@ -13,6 +17,7 @@ class EngineBase:
         return self.why_unavailable() is None
 
 
+@implementer(ILoadedModel)
 class LoadedBase:
     """Subclasses implement ``_encode``, ``_template``, ``_stream_ids`` and ``_logits``.
 

@@ -23,10 +23,10 @@ class IEngine(Interface):
     def why_unavailable():
         """A sentence saying what is missing, or None."""
 
-    def load(folder, **settings):
-        """An ILoadedModel for the folder (settings: device, dtype)."""
+    def load(folder, device=None, dtype=None):
+        """An ILoadedModel for the folder (device and dtype: the engine's defaults for this host)."""
 
-    def quantize(src, dest, bits=8):
+    def quantize(src, dest, bits=8, progress=None):
         """Write an 8-bit runtime of the FP16/FP32 folder ``src`` into ``dest``."""
 
 
@@ -50,8 +50,8 @@ class ILoadedModel(Interface):
     def count_tokens(text):
         """Tokens in ``text`` (no special tokens added)."""
 
-    def stream(prompt, max_tokens=256, temperature=0.0, top_p=1.0, seed=None):
-        """Yield text pieces as tokens are generated; stops at end of turn."""
+    def stream(prompt, max_tokens=256, temperature=0.0, top_p=1.0, seed=None, ignore_eos=False):
+        """Yield text pieces as tokens are generated; stops at end of turn unless ``ignore_eos``."""
 
     def generate(prompt, max_tokens=256, **kw):
         """The whole answer as one string (``stream`` joined)."""

@@ -29,7 +29,7 @@ class MlxEngine(EngineBase):
             return f"mlx does not import ({e}); on Linux install it with pip install 'mlx[cpu]'"
         return None
 
-    def load(self, folder, dtype=None, device=None):
+    def load(self, folder, device=None, dtype=None):
         return MlxModel(self, Path(folder), dtype)
 
     def quantize(self, src, dest, bits=8, group_size=64, progress=None):
