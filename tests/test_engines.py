@@ -151,6 +151,7 @@ def test_bad_model_folders(tiny_llama, tmp_path):
 
 def test_every_engine_honours_the_interface(tiny_llama):
     from zope.interface.verify import verifyObject
+
     from kernel.engines.interfaces import IEngine, ILoadedModel
     from kernel.engines.scripted import ScriptedEngine
     for engine in (get_engine("torch"), get_engine("mlx"), ScriptedEngine(["hi"])):
