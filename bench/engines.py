@@ -52,8 +52,8 @@ def run_one(engine, folder, label, prompts, n, reps):
     model = engine.load(folder)
     load = time.perf_counter() - t
     ids = [model.prompt_ids([{"role": "user", "content": p}]) for p in prompts]
-    model.generate(ids and model.chat_template([{"role": "user", "content": prompts[0]}]),
-                   max_tokens=4, ignore_eos=True)            # warm-up
+    model.generate([{"role": "user", "content": prompts[0]}], max_tokens=4,
+                   ignore_eos=True)                          # warm-up
     ours, raw = [], []
     for _ in range(reps):
         for p, pid in zip(prompts, ids):

@@ -83,9 +83,3 @@ def engines_report() -> list:
                      "default": name == default})
     return rows
 
-
-def as_messages(prompt):
-    """A bare string is one user turn."""
-    if isinstance(prompt, str):
-        return [{"role": "user", "content": prompt}]
-    return list(prompt)

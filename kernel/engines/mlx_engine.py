@@ -44,8 +44,6 @@ class MlxEngine(EngineBase):
         fix_rope_theta(dest)
         return {"quant_method": "mlx-affine", "bits": bits, "group_size": group_size}
 
-    def quantization_name(self):
-        return "mlx affine 8-bit, groups of 64"
 
 
 class MlxModel(LoadedBase):

@@ -37,8 +37,6 @@ class TorchEngine(EngineBase):
         from .int8 import quantize_folder
         return quantize_folder(src, dest, progress)
 
-    def quantization_name(self):
-        return "batos-int8 (per-channel int8, torch/fbgemm)"
 
 
 class TorchModel(LoadedBase):
