@@ -28,7 +28,31 @@ HERMES_IDENTITY = (
     "deceive or harm.")
 
 PSM_STATES = ("IDLE", "DECOMPOSING", "DELEGATING", "SYNTHESIZING", "COMPLETE", "FAILED")
-WELL_KNOWN = ("traits", "mind", "orai", "hermes", "state", "states", "memory", "lineage")
+# missions: id -> mission; queue: key -> mission id (BTree inserts of distinct keys
+# resolve their conflicts); failures and audits: time key -> record.
+CONTAINERS = ("missions", "queue", "failures", "audits")
+WELL_KNOWN = ("traits", "mind", "orai", "hermes", "state", "states", "memory", "lineage",
+              *CONTAINERS)
+
+# The PSM's prompts are slots of the state prototypes: read and changed at runtime.
+STATE_PROMPTS = {
+    "DECOMPOSING": (
+        "Break the request below into at most {max_steps} steps. Reply with only a JSON "
+        "list. Each step is an object with \"do\" and \"input\": do is \"answer\" (you "
+        "answer input), \"search\" (look input up in memory), \"ask\" (ask {other}) or "
+        "\"tool\" (add \"tool\": one of {tools}).\n\nRequest: {request}"),
+    "SYNTHESIZING": (
+        "Answer the request using the notes.\n\nRequest: {request}\n\nNotes:\n{notes}"),
+}
+# Hermes hands deep or creative work to Orai. "rules" costs no generation;
+# "mind" asks Hermes itself with the prompt below (answer ORAI or HERMES).
+ROUTING = {
+    "mode": "rules", "to": "orai", "max_words": 80,
+    "keywords": ["story", "poem", "essay", "creative", "imagine", "brainstorm", "design",
+                 "in depth", "philosophy", "novel", "song", "invent"],
+    "prompt": ("Reply with one word. Reply ORAI if this request needs deep or creative "
+               "work, else reply HERMES.\n\nRequest: {request}"),
+}
 
 DESCRIBE = '''\
 def describe(self):
@@ -65,18 +89,40 @@ def _make(root):
     state = UvmObject(**{"name": "state", "parent*": traits,
                          "doc": "Trait of the prototypal state machine's states."})
     states = PersistentMapping({
-        s: UvmObject(**{"name": s, "parent*": state, "prompt": ""}) for s in PSM_STATES})
+        s: UvmObject(**{"name": s, "parent*": state, "prompt": STATE_PROMPTS.get(s, "")})
+        for s in PSM_STATES})
+    minds["hermes"].set_slot("routing", PersistentMapping(ROUTING))
     memory = UvmObject(**{"name": "memory", "parent*": traits, "corpora": OOBTree(),
                           "mounts": PersistentMapping()})
     return {"traits": traits, "mind": mind, "orai": minds["orai"], "hermes": minds["hermes"],
-            "state": state, "states": states, "memory": memory, "lineage": lineage}
+            "state": state, "states": states, "memory": memory, "lineage": lineage,
+            **{name: OOBTree() for name in CONTAINERS}}
+
+
+def _upgrades(root) -> list:
+    """What an image made before the PSM had needs: empty state prompts, no routing."""
+    todo = []
+    if "states" in root:
+        todo += [s for s, text in STATE_PROMPTS.items() if not root["states"][s].prompt]
+    if "hermes" in root and root["hermes"].lookup("routing", None) is None:
+        todo.append("routing")
+    return todo
+
+
+def _upgrade(root, todo):
+    for name in todo:
+        if name == "routing":
+            root["hermes"].set_slot("routing", PersistentMapping(ROUTING))
+        else:
+            root["states"][name].prompt = STATE_PROMPTS[name]
 
 
 def bootstrap(img) -> list:
     """Create whatever well-known object is missing; return the names created."""
     with img.view() as root:
         _check_version(img, root)
-        if schema_version(root) is not None and all(k in root for k in WELL_KNOWN):
+        if (schema_version(root) is not None and all(k in root for k in WELL_KNOWN)
+                and not _upgrades(root)):
             return []       # nothing to do: write nothing
     if img.read_only:
         raise ImageVersionError(f"the image at {img.location} is not bootstrapped and is "
@@ -91,6 +137,7 @@ def bootstrap(img) -> list:
             created = [k for k in WELL_KNOWN if k not in root]
             for key in created:
                 root[key] = fresh[key]
+            _upgrade(root, _upgrades(root))
             conn.transaction_manager.get().note("bootstrap")
     log.info("bootstrap created %s (schema %d)", ", ".join(created), SCHEMA_VERSION)
     return created

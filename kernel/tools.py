@@ -1,0 +1,67 @@
+"""Tools a mission step can call: one registry dict, one way to register.
+
+A tool is ``fn(ctx, text) -> str``; ``ctx`` is the running cycle (its root,
+services and mission). Registering a name twice is an error, loudly.
+"""
+import os
+import time
+
+TOOLS = {}
+
+
+def register(name, fn=None, *, doc=None):
+    """``register("now", fn)`` or as a decorator ``@register("now")``."""
+    def add(f):
+        if name in TOOLS:
+            raise ValueError(f"a tool named {name!r} is already registered")
+        TOOLS[name] = f
+        f.tool_doc = doc or (f.__doc__ or "").strip().splitlines()[0]
+        return f
+    return add(fn) if fn is not None else add
+
+
+@register("now")
+def now(ctx, text=""):
+    """The local date and time."""
+    return time.strftime("%Y-%m-%d %H:%M:%S %Z")
+
+
+def rss_bytes():
+    """Resident memory of this process (Linux /proc, else the peak from getrusage)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError):
+        import resource
+        import sys
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak if sys.platform == "darwin" else peak * 1024
+
+
+def audit(root, loaded=()) -> dict:
+    """The self-audit report: what the image holds and how the kernel is doing."""
+    from .missions import TERMINAL, recent
+    last = recent(root, 200)
+    states = {}
+    for m in last:
+        states[m.state] = states.get(m.state, 0) + 1
+    report = {
+        "time": time.time(), "queued": len(root["queue"]), "missions": len(root["missions"]),
+        "recent_states": states, "failures": len(root["failures"]),
+        "stuck": [m.id for m in last if m.state not in TERMINAL and m.attempts > 1],
+        "ledgers": {k: len(root[k].ledger) for k in ("orai", "hermes")},
+        "generations": {k: root[k].generation for k in ("orai", "hermes")},
+        "rss_bytes": rss_bytes(), "models_loaded": list(loaded),
+    }
+    return report
+
+
+@register("self_audit")
+def self_audit(ctx, text=""):
+    """Counts of missions, failures and ledger entries; memory use."""
+    report = audit(ctx.root, ctx.services.pool.loaded_names() if ctx.services.pool else ())
+    ctx.artifacts["audit"] = report
+    return (f"{report['queued']} queued, {report['missions']} missions "
+            f"({', '.join(f'{k} {v}' for k, v in sorted(report['recent_states'].items()))}), "
+            f"{report['failures']} failures; ledgers orai {report['ledgers']['orai']}, hermes "
+            f"{report['ledgers']['hermes']}; {report['rss_bytes'] / 2**20:.0f} MiB resident")
