@@ -31,12 +31,25 @@ def serve(loc: Location, address=None):
     import zc.lockfile
     if address is None:
         address = default_socket(loc)
+    # ZEO opens the storage in a thread of its own, where a lock error only
+    # shows as a timeout: take the lock here first (before touching the socket
+    # a running server listens on), and let it go for ZEO to take.
+    try:
+        zc.lockfile.LockFile(str(loc.data_fs) + ".lock").close()
+    except zc.lockfile.LockError:
+        raise locked_error(loc) from None
     if isinstance(address, str) and os.path.exists(address):
         os.unlink(address)     # a stale socket from a killed server
+    # ZEO.server writes its config to a temp file in the working directory
+    # (removed once started): make that the image folder, not the user's.
+    cwd = os.getcwd()
+    os.chdir(loc.path)
     try:
         addr, stop = ZEO.server(path=str(loc.data_fs), blob_dir=str(loc.blob_dir), port=address)
     except zc.lockfile.LockError:
         raise locked_error(loc) from None
+    finally:
+        os.chdir(cwd)
     shown = addr if isinstance(addr, str) else f"{addr[0]}:{addr[1]}"
     info = loc.path / SERVE_FILE
     info.write_text(json.dumps({"address": shown, "pid": os.getpid()}))
@@ -45,5 +58,7 @@ def serve(loc: Location, address=None):
         stop()
         if info.exists():
             info.unlink()
+        if isinstance(addr, str) and os.path.exists(addr):
+            os.unlink(addr)        # ZEO leaves its socket file behind
     log.info("serving %s over ZEO at %s", loc, shown)
     return addr, stop_and_forget

@@ -53,6 +53,9 @@ def build_parser():
                         "`batos mind set`)")
     p = verb("console", _console, "open the interactive console on the image")
     p.add_argument("--read-only", action="store_true", help="look, never write")
+    p.add_argument("--attach", action="store_true",
+                   help="attach to the kernel serving the image (over ZEO); :send then "
+                        "queues missions for it")
     p = verb("info", ic.cmd_info, "facts about the image", json=True)
     p.add_argument("--read-only", action="store_true", help="open without taking the write lock")
 
@@ -120,6 +123,17 @@ def build_parser():
     p = verb("engines", mind_cmd.cmd_engines, "the inference engines and whether this host runs "
              "them", json=True)
 
+    from . import kernel_cmd
+    p = verb("kernel", kernel_cmd.cmd_kernel,
+             "run the kernel: serve the image over ZEO, run missions from the queue, the "
+             "heartbeat and the OpenAI-compatible HTTP API; SIGTERM stops it cleanly")
+    kernel_cmd.add_kernel_arguments(p)
+    p = verb("api-token", kernel_cmd.cmd_api_token, "print the HTTP API's bearer token "
+             "(IMAGE/api-token, mode 0600)")
+    p.add_argument("--rotate", action="store_true", help="make a new token (restart the kernel)")
+    p = verb("missions", kernel_cmd.cmd_missions, "recent missions and their states", json=True)
+    p.add_argument("-n", type=int, default=20, help="how many (default 20)")
+
     report = sub.add_parser("report", help="measurements: what quantization costs and buys",
                             description="Measurements the owner asked for, as tables and PNG plots.")
     rsub = report.add_subparsers(dest="report_command", metavar="ACTION", required=True)
@@ -155,15 +169,28 @@ def build_parser():
 def _console(args):
     from image import open_image, resolve
     from prototypes.bootstrap import bootstrap
+
     from .console import Console
     from .image_cmds import show_notes
     loc = resolve(args.image)
+    if args.attach and loc.kind != "zeo":
+        loc = _kernel_address(loc)
     img = open_image(loc, create=not args.read_only, read_only=args.read_only)
     with img:
         show_notes(img)
         if not args.read_only:
             bootstrap(img)
         return Console(img).run()
+
+
+def _kernel_address(loc):
+    from image import ImageError, resolve
+    from image.storage import serving_address
+    addr = serving_address(loc) if loc.kind == "folder" else None
+    if not addr:
+        raise ImageError(f"no kernel serves the image at {loc}; start one with "
+                         f"`batos kernel --image {loc}` (or open the console without --attach)")
+    return resolve("zeo://" + addr)
 
 
 def main(argv=None):
@@ -180,8 +207,9 @@ def main(argv=None):
     try:
         return args.func(args)
     except (ImageError, GuardianRejection, SlotError, ValueError) as e:   # PlanError too
-        from . import ui
         from rich.markup import escape
+
+        from . import ui
         ui.err.print(f"[red]error:[/] {escape(str(e))}", highlight=False)
         logging.getLogger("batos").debug("failed", exc_info=True)
         return 2

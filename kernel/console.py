@@ -29,11 +29,16 @@ Every input is one transaction: committed on success, aborted on error.
   :snapshot NAME        take a named snapshot of the image
   :memory VERB ...      the memory verbs of `batos memory`: ingest, search,
                         mount, unmount, stats, drop (`:memory --help`)
-  :ask MIND TEXT        send TEXT to orai or hermes; the answer streams
+  :ask MIND TEXT        send TEXT straight to orai's or hermes's model (no mission)
+  :send MIND TEXT       a mission for hermes (the majordomo, may hand it to orai)
+                        or orai; runs through the PSM, streams, lands in the ledger
+  :missions [N]         the last N missions and their states
+  :rate N GOOD|BAD [note]  the owner's verdict on exchange N (numbered by :send)
   :help                 this text
   :quit                 leave (also Ctrl-D)
 """
-COMMANDS = (":inspect", ":define", ":snapshot", ":memory", ":ask", ":help", ":quit")
+COMMANDS = (":inspect", ":define", ":snapshot", ":memory", ":ask", ":send", ":missions",
+            ":rate", ":help", ":quit")
 
 
 def history_path():
@@ -53,6 +58,8 @@ class Console:
         self.namespace = {"root": root, "img": img, "UvmObject": UvmObject, "Method": Method,
                           **well_known(root)}
         self.tm.abort()
+        from .console_missions import Missions
+        self.missions = Missions(self)
 
     # -- behaviour (testable without a terminal) ------------------------------
     def execute(self, text):
@@ -120,6 +127,11 @@ class Console:
             self.memory(rest)
         elif cmd == ":ask":
             self.ask(rest)
+        elif cmd in (":send", ":missions", ":rate"):
+            try:
+                return getattr(self.missions, cmd[1:])(rest)
+            except Exception as e:
+                self._error(e)
         else:
             self.out.print(f"unknown command {escape(cmd)}; try :help")
         return None
@@ -200,6 +212,7 @@ class Console:
     def memory(self, rest):
         """``:memory VERB ARGS``: the same verbs and options as ``batos memory``."""
         import shlex
+
         from .memory_cmd import console_parser
         parser = console_parser()
         try:

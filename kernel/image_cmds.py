@@ -16,6 +16,9 @@ def cmd_init(args):
     with open_image(loc, create=True) as img:
         created = bootstrap(img)
         show_notes(img)
+        if loc.kind == "folder":
+            from .api_token import ensure_token
+            ensure_token(loc)
         if not args.no_models:
             from . import minds
             for mind in minds.needs_models(img):
@@ -169,6 +172,7 @@ def cmd_recover(args):
 def cmd_serve(args):
     import signal
     import threading
+
     from image.serve import serve
     loc = resolve(args.image)
     address = args.address

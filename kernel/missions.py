@@ -53,8 +53,10 @@ def enter(root, mission, state):
 
 
 def claim(root, mid, kernel_id):
-    """Mark a queued mission as taken by a kernel (a short commit of its own)."""
-    m = root["missions"][mid]
+    """Mark a queued mission as taken by a kernel (a short commit of its own); None if done."""
+    m = root["missions"].get(mid)
+    if m is None or m.state in TERMINAL or m.queue_key not in root["queue"]:
+        return None                  # done meanwhile: nothing to run
     m.started = time.time()
     m.attempts = m.attempts + 1
     m.runner = kernel_id

@@ -20,6 +20,7 @@ memoised, so a retry costs a commit, not another inference.
 """
 import dataclasses
 import logging
+import re
 import threading
 import time
 
@@ -181,8 +182,8 @@ def route(c) -> str:
                              ledger_prompt=False, max_tokens=4)
         to = rules.get("to", "orai") if "ORAI" in text.upper() else "hermes"
     else:
-        low = request.lower()
-        deep = any(k in low for k in rules.get("keywords", ()))
+        low = request.lower()         # whole words: "history" is not a "story"
+        deep = any(re.search(rf"\b{re.escape(k)}\b", low) for k in rules.get("keywords", ()))
         to = rules.get("to", "orai") if deep or len(request.split()) > rules.get(
             "max_words", 80) else "hermes"
     if to != "hermes":

@@ -38,15 +38,16 @@ def rss_bytes():
         return peak if sys.platform == "darwin" else peak * 1024
 
 
-def audit(root, loaded=()) -> dict:
+def audit(root, loaded=(), exclude=None) -> dict:
     """The self-audit report: what the image holds and how the kernel is doing."""
     from .missions import TERMINAL, recent
-    last = recent(root, 200)
+    last = [m for m in recent(root, 200) if m.id != exclude]   # not the audit itself
     states = {}
     for m in last:
         states[m.state] = states.get(m.state, 0) + 1
     report = {
-        "time": time.time(), "queued": len(root["queue"]), "missions": len(root["missions"]),
+        "time": time.time(), "queued": len(root["queue"]) - (exclude is not None),
+        "missions": len(root["missions"]) - (exclude is not None),
         "recent_states": states, "failures": len(root["failures"]),
         "stuck": [m.id for m in last if m.state not in TERMINAL and m.attempts > 1],
         "ledgers": {k: len(root[k].ledger) for k in ("orai", "hermes")},
@@ -59,7 +60,7 @@ def audit(root, loaded=()) -> dict:
 @register("self_audit")
 def self_audit(ctx, text=""):
     """Counts of missions, failures and ledger entries; memory use."""
-    report = audit(ctx.root, ctx.services.pool.loaded_names() if ctx.services.pool else ())
+    report = audit(ctx.root, ctx.services.pool.loaded_names(), exclude=ctx.mission.id)
     ctx.artifacts["audit"] = report
     return (f"{report['queued']} queued, {report['missions']} missions "
             f"({', '.join(f'{k} {v}' for k, v in sorted(report['recent_states'].items()))}), "

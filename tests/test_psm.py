@@ -57,6 +57,13 @@ def test_hermes_routes_creative_work_to_orai_and_says_so(psm):
         assert len(root["orai"].ledger) == 1 and len(root["hermes"].ledger) == 0
 
 
+def test_routing_matches_whole_words(psm):
+    img, svc, answers, _ = psm
+    answers["hermes"].append("It was founded long ago.")
+    out = run_mission(img, enqueue(img, "hermes", "Tell me the history of Paris"), svc)
+    assert out["routed_to"] is None and out["speaker"] == "hermes"
+
+
 def test_owner_can_address_orai_directly(psm):
     img, svc, answers, _ = psm
     answers["orai"].append("Hello.")
@@ -170,7 +177,7 @@ def test_audit_mission_stores_its_report(psm):
     assert "queued" in out["answer"] and "MiB resident" in out["answer"]
     with img.view() as root:
         (report,) = root["audits"].values()
-        assert report["missions"] == 1 and report["rss_bytes"] > 0
+        assert report["missions"] == 0 and report["rss_bytes"] > 0
         assert json.dumps(dict(report))
 
 

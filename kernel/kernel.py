@@ -1,0 +1,321 @@
+"""The kernel: the long-running process that owns a folder image.
+
+It starts in ordered ``init_*`` steps: serve the image over ZEO, open its own
+client, load services, re-queue what a killed kernel left running, start the
+workers, the HTTP API and the scheduler (heartbeat, later the night cycle).
+Missions come from the persistent queue (anyone attached may enqueue); each
+runs through the PSM on a worker thread. ``stop()`` lets in-flight missions
+finish within a grace period, then abandons them (their transactions abort
+and they stay queued), so nothing is ever half-written.
+"""
+import logging
+import os
+import queue
+import threading
+import time
+
+from image import open_image
+from image.errors import ImageError, ImageLocked
+from image.meta import get_meta
+
+from . import missions as ms
+from .pool import ModelPool
+from .psm import Cancelled, CycleFailed, Services, run_mission
+from .tools import rss_bytes
+
+log = logging.getLogger("batos.kernel")
+STREAM_KEEP = 120.0          # seconds a finished mission's event stream stays for late readers
+
+
+class KernelRunning(ImageError):
+    """Another kernel already serves this image."""
+
+
+class Stream:
+    """A mission's events (state, routed, token, done, failed, cancelled), for any reader."""
+
+    END = ("done", "failed", "cancelled")
+
+    def __init__(self):
+        self.events, self.ended = [], None
+        self.cond = threading.Condition()
+
+    def push(self, kind, data):
+        with self.cond:
+            self.events.append((kind, data))
+            if kind in self.END:
+                self.ended = time.monotonic()
+            self.cond.notify_all()
+
+    def follow(self, timeout=None):
+        """Yield events from the first; stop after an end event (or on timeout)."""
+        i, deadline = 0, None if timeout is None else time.monotonic() + timeout
+        while True:
+            with self.cond:
+                while i >= len(self.events):
+                    left = None if deadline is None else deadline - time.monotonic()
+                    if left is not None and left <= 0:
+                        return
+                    self.cond.wait(left if left is not None else 1.0)
+                batch = self.events[i:]
+            i += len(batch)
+            for kind, data in batch:
+                yield kind, data
+                if kind in self.END:
+                    return
+
+
+class Job:
+    """A scheduled job: every N seconds, or daily at HH:MM local time."""
+
+    def __init__(self, name, fn, every=None, at=None):
+        if (every is None) == (at is None):
+            raise ValueError("a job runs either every N seconds or daily at HH:MM")
+        self.name, self.fn, self.every, self.at = name, fn, every, at
+        self.next = self._next(time.time())
+
+    def _next(self, now):
+        if self.every is not None:
+            return now + self.every
+        h, m = map(int, self.at.split(":"))
+        t = time.localtime(now)
+        due = time.mktime((t.tm_year, t.tm_mon, t.tm_mday, h, m, 0, 0, 0, -1))
+        return due if due > now else due + 86400
+
+    def due(self, now):
+        if now >= self.next:
+            self.next = self._next(now)
+            return True
+        return False
+
+
+class Kernel:
+
+    def __init__(self, loc, *, zeo=None, http=("127.0.0.1", 8421), workers=2, heartbeat=300.0,
+                 grace=30.0, poll=0.2, pool=None, embedder=None):
+        if loc.kind != "folder":
+            raise ImageError(f"the kernel serves a folder image; {loc} is not one")
+        self.loc, self.zeo_address, self.http_address = loc, zeo, http
+        self.n_workers, self.heartbeat, self.grace, self.poll = workers, heartbeat, grace, poll
+        self.pool, self.embedder = pool, embedder
+        self.id = f"{os.uname().nodename}:{os.getpid()}:{int(time.time())}"
+        self.jobs, self.streams, self.inflight = [], {}, set()
+        self.work = queue.Queue()
+        self.wake = threading.Event()
+        self.stopping = threading.Event()
+        self.threads = []
+        self.stop_server = self.img = self.http = None
+        self._lock = threading.Lock()
+
+    # -- start-up, in order ------------------------------------------------------
+    def start(self):
+        for step in (self.init_serve, self.init_image, self.init_services, self.init_recovery,
+                     self.init_workers, self.init_http, self.init_scheduler, self.init_publish):
+            step()
+        log.info("kernel ready", extra={"event": "ready", **self.info()})
+        return self
+
+    def init_serve(self):
+        from image.serve import serve
+        try:
+            self.zeo_address, self.stop_server = serve(self.loc, self.zeo_address)
+        except ImageLocked as e:
+            from image.storage import serving_address
+            addr = serving_address(self.loc)
+            if addr:
+                raise KernelRunning(
+                    f"a kernel (pid {e.pid}) already serves the image at {self.loc} over "
+                    f"zeo://{addr}; attach to it with `batos console --attach`, or stop it "
+                    "(SIGTERM) before starting another") from None
+            raise
+
+    def init_image(self):
+        addr = self.zeo_address
+        spec = f"zeo://{addr}" if isinstance(addr, str) else f"zeo://{addr[0]}:{addr[1]}"
+        self.img = open_image(spec)
+        from prototypes.bootstrap import bootstrap
+        bootstrap(self.img)
+
+    def init_services(self):
+        from memory.embed import get_embedder
+
+        from .api_token import ensure_token
+        self.token = ensure_token(self.loc)
+        self.services = Services(self.pool or ModelPool(), self.embedder or get_embedder(),
+                                 kernel_id=self.id)
+
+    def init_recovery(self):
+        """Missions a killed kernel was running are still queued: say so; give up on repeat crashers."""
+        with self.img.view() as root:
+            stale = [(mid, root["missions"][mid].attempts) for mid in ms.queued(root, None)
+                     if root["missions"][mid].started is not None]
+        for mid, attempts in stale:
+            if attempts >= ms.MAX_ATTEMPTS:
+                self.img.run(ms.record_failure, mid, "IDLE",
+                             f"gave up after {attempts} attempts (the kernel stopped each time)",
+                             self.id, note=f"failure record: mission {mid}")
+                log.error("mission %s failed: %d attempts", mid, attempts,
+                          extra={"event": "abort", "mission": mid, "attempts": attempts})
+            else:
+                log.warning("mission %s was running when a kernel stopped; re-queued", mid,
+                            extra={"event": "requeue", "mission": mid, "attempts": attempts})
+
+    def init_workers(self):
+        for target, name in [(self._dispatch, "dispatch")] + [
+                (self._worker, f"worker-{i}") for i in range(self.n_workers)]:
+            t = threading.Thread(target=target, name=name, daemon=True)
+            t.start()
+            self.threads.append(t)
+
+    def init_http(self):
+        if self.http_address is None:
+            return
+        from .http_api import serve_http
+        self.http = serve_http(self, *self.http_address)
+        self.http_address = self.http.server_address[:2]
+
+    def init_scheduler(self):
+        if self.heartbeat:
+            self.schedule("heartbeat", self.beat, every=self.heartbeat)
+        t = threading.Thread(target=self._scheduler, name="scheduler", daemon=True)
+        t.start()
+        self.threads.append(t)
+
+    def init_publish(self):
+        info = self.info()
+
+        def publish(root):
+            get_meta(root)["kernel"] = info
+        self.img.run(publish, note="kernel started")
+
+    def info(self) -> dict:
+        z = self.zeo_address
+        return {"pid": os.getpid(), "id": self.id, "started": time.time(),
+                "zeo": z if isinstance(z, str) else f"{z[0]}:{z[1]}" if z else None,
+                "http": f"http://{self.http_address[0]}:{self.http_address[1]}"
+                if self.http is not None else None,
+                "token_file": str(self.loc.path / "api-token"), "workers": self.n_workers}
+
+    # -- behaviour --------------------------------------------------------------
+    def submit(self, mind, request, **kw) -> str:
+        """Queue a mission (one short commit) and wake the dispatcher; return its id."""
+        def add(root):
+            return ms.new_mission(root, mind, request, **kw).id
+        mid = self.img.run(add, note=f"mission for {mind}")
+        self.stream(mid)
+        self.wake.set()
+        return mid
+
+    def stream(self, mid) -> Stream:
+        with self._lock:
+            s = self.streams.get(mid)
+            if s is None:
+                s = self.streams[mid] = Stream()
+            return s
+
+    def schedule(self, name, fn, every=None, at=None):
+        """Run ``fn()`` every N seconds or daily at HH:MM (the night cycle plugs in here)."""
+        self.jobs.append(Job(name, fn, every, at))
+
+    def beat(self):
+        """The autotelic heartbeat: a self-audit mission, unless one is already waiting."""
+        with self.img.view() as root:
+            waiting = any(root["missions"][mid].kind == "audit" for mid in ms.queued(root))
+        log.info("heartbeat", extra={"event": "heartbeat", "rss_bytes": rss_bytes(),
+                                     "models": self.services.pool.loaded_names()})
+        if not waiting:
+            self.submit("hermes", "self-audit", kind="audit", source="heartbeat")
+
+    # -- threads ------------------------------------------------------------------
+    def _dispatch(self):
+        while not self.stopping.is_set():
+            self.wake.wait(self.poll)
+            self.wake.clear()
+            if self.stopping.is_set():
+                break
+            try:
+                with self.img.view() as root:
+                    waiting = ms.queued(root)
+            except Exception:       # the ZEO link can drop for a moment: try again
+                log.exception("cannot read the queue", extra={"event": "queue_error"})
+                continue
+            for mid in waiting:
+                with self._lock:
+                    if mid in self.inflight:
+                        continue
+                    self.inflight.add(mid)
+                self.work.put(mid)
+            self._forget_old_streams()
+
+    def _forget_old_streams(self):
+        now = time.monotonic()
+        with self._lock:
+            for mid in [m for m, s in self.streams.items() if s.ended and now - s.ended > STREAM_KEEP]:
+                del self.streams[mid]
+
+    def _worker(self):
+        while True:
+            mid = self.work.get()
+            if mid is None:
+                return
+            try:
+                self._run(mid)
+            finally:
+                with self._lock:
+                    self.inflight.discard(mid)
+
+    def _run(self, mid):
+        s = self.stream(mid)
+        try:
+            if self.img.run(ms.claim, mid, self.id, note=f"mission {mid}: claimed") is None:
+                return
+            run_mission(self.img, mid, self.services, on_event=s.push)
+            log.info("mission %s done", mid, extra={"event": "mission_done", "mission": mid,
+                                                    "rss_bytes": rss_bytes()})
+        except Cancelled:
+            s.push("cancelled", "the kernel stopped; the mission stays queued")
+        except CycleFailed:
+            pass                     # logged, recorded and streamed by run_mission
+        except Exception as e:      # a claim that failed: the mission stays queued
+            log.exception("mission %s could not run", mid, extra={"event": "mission_error",
+                                                                  "mission": mid})
+            s.push("failed", f"{type(e).__name__}: {e}")
+
+    def _scheduler(self):
+        while not self.stopping.wait(1.0):
+            now = time.time()
+            for job in self.jobs:
+                if job.due(now):
+                    try:
+                        job.fn()
+                    except Exception:
+                        log.exception("job %s failed", job.name, extra={"event": "job_error",
+                                                                        "job": job.name})
+
+    # -- shutdown ------------------------------------------------------------------
+    def stop(self):
+        """Finish or abandon in-flight missions, then close everything; idempotent."""
+        if self.stopping.is_set():
+            return
+        log.info("kernel stopping", extra={"event": "stopping", "inflight": sorted(self.inflight)})
+        self.stopping.set()
+        self.wake.set()
+        deadline = time.monotonic() + self.grace
+        while self.inflight and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if self.inflight:
+            self.services.cancel.set()     # abandon: their transactions abort, they stay queued
+        for _ in range(self.n_workers):
+            self.work.put(None)
+        for t in self.threads:
+            t.join(timeout=10)
+        if self.http is not None:
+            self.http.shutdown()
+            self.http.server_close()
+        try:
+            self.img.run(lambda root: get_meta(root).pop("kernel", None), note="kernel stopped")
+        finally:
+            self.services.pool.unload_all()
+            self.img.close()
+            self.stop_server()
+        log.info("kernel stopped", extra={"event": "stopped"})

@@ -1,0 +1,133 @@
+"""The kernel as a real process on the bundled model: the OpenAI API, consoles, crashes."""
+import json
+import shutil
+import time
+
+import pytest
+from conftest import batos_env, run_batos
+from kernel_proc import KernelProcess
+
+QUESTION = "What is the capital of France?"
+
+
+@pytest.fixture(scope="module")
+def image_with_models(tmp_path_factory, model_store, smol_master):
+    tmp = tmp_path_factory.mktemp("kernel")
+    env = batos_env(tmp, BATOS_IMAGE=str(tmp / "image"), BATOS_MODELS=str(model_store))
+    run_batos("init", env=env, check=True, timeout=600)
+    return tmp, env
+
+
+@pytest.fixture(scope="module")
+def kernel(image_with_models):
+    tmp, env = image_with_models
+    pristine = tmp / "pristine"
+    shutil.copytree(tmp / "image", pristine)        # for the crash test, before any mission
+    k = KernelProcess(env, "--heartbeat", "0")
+    yield k
+    assert k.terminate() == 0
+    assert '"event": "stopped"' in k.log()
+
+
+def test_openai_client_chat_streaming_embeddings_and_401(kernel):
+    import openai
+    client = kernel.client()
+    assert sorted(m.id for m in client.models.list()) == ["hermes", "orai"]
+    for mind in ("hermes", "orai"):
+        r = client.chat.completions.create(
+            model=mind, messages=[{"role": "user", "content": QUESTION}], max_tokens=24,
+            extra_body={"batos": {"embedding": True}})
+        answer = r.choices[0].message.content
+        assert "Paris" in answer, answer
+        assert r.usage.completion_tokens > 0 and r.choices[0].finish_reason in ("stop", "length")
+        ext = r.model_extra["batos"]
+        assert ext["speaker"] == mind and len(ext["embedding"]) == 384 and ext["exchange"]
+        pieces = [c.choices[0].delta.content for c in client.chat.completions.create(
+            model=mind, messages=[{"role": "user", "content": QUESTION}], max_tokens=24,
+            stream=True) if c.choices and c.choices[0].delta.content]
+        assert len(pieces) > 3 and "".join(pieces) == answer      # greedy: the same answer
+    e = client.embeddings.create(model="all-MiniLM-L6-v2", input=["a cat", "a dog"])
+    assert len(e.data) == 2 and len(e.data[1].embedding) == 384
+    with pytest.raises(openai.AuthenticationError):
+        kernel.client(token="batos-wrong").models.list()
+    with pytest.raises(openai.NotFoundError):
+        client.chat.completions.create(model="gpt-4", messages=[{"role": "user", "content": "hi"}])
+    # every exchange landed in the speaking mind's ledger
+    out = json.loads(run_batos("missions", "--json", "--image", "zeo://" + kernel.zeo,
+                               check=True).stdout)
+    assert all(m["state"] == "COMPLETE" for m in out) and len(out) == 4
+
+
+def test_a_second_kernel_refuses(kernel, image_with_models):
+    _, env = image_with_models
+    p = run_batos("kernel", "--http", "127.0.0.1:0", env=env, timeout=60)
+    assert p.returncode == 2 and "already serves" in p.stderr and "--attach" in p.stderr
+
+
+def test_two_consoles_and_the_kernel_see_each_others_commits(kernel):
+    from image import open_image
+    from kernel.console import Console
+    a_img, b_img = open_image("zeo://" + kernel.zeo), open_image("zeo://" + kernel.zeo)
+    a, b = Console(a_img), Console(b_img)
+    try:
+        a.execute("root['note'] = 'from A'")
+        assert b.execute("root['note']") == "from A"
+        b.execute("root['note'] = 'from B'")
+        assert a.execute("root['note']") == "from B"
+        result = b.execute(f":send hermes {QUESTION}")        # queued by B, run by the kernel
+        assert result["state"] == "COMPLETE" and "Paris" in result["answer"]
+        rows = a.execute(":missions 1")                       # A sees the kernel's commit
+        assert rows[-1]["id"] == result["id"] and rows[-1]["state"] == "COMPLETE"
+        assert b.execute(":rate 1 good exactly right") is True
+        mind, key = result["exchanges"][-1]
+        assert a.execute(f"root['{mind}'].ledger['{key}'].signals['rating']") == "good"
+    finally:
+        a.close()
+        b.close()
+        a_img.close()
+        b_img.close()
+
+
+def test_sigkill_mid_mission_then_restart(image_with_models):
+    from image import open_image
+    from kernel.missions import queued
+    tmp, env = image_with_models
+    crash = tmp / "crash"
+    shutil.copytree(tmp / "pristine", crash)
+    env = env | {"BATOS_IMAGE": str(crash)}
+    k = KernelProcess(env, "--heartbeat", "0")
+    import threading
+    client = k.client()
+    threading.Thread(target=lambda: _quietly(client, 200), daemon=True).start()
+    deadline = time.monotonic() + 120
+    while '"state": "DELEGATING"' not in k.log():            # generating now
+        assert time.monotonic() < deadline, k.log()
+        time.sleep(0.1)
+    time.sleep(1.0)
+    k.kill()
+    with open_image(crash) as img, img.view() as root:       # opens; nothing half-written
+        (mid,) = queued(root)
+        m = root["missions"][mid]
+        assert m.state == "IDLE" and m.attempts == 1 and m.answer is None and m.exchanges == []
+        assert len(root["hermes"].ledger) == 0 and len(root["orai"].ledger) == 0
+    k = KernelProcess(env, "--heartbeat", "0")               # runs it again
+    deadline = time.monotonic() + 180
+    while '"event": "mission_done"' not in k.log():
+        assert time.monotonic() < deadline, k.log()
+        time.sleep(0.2)
+    assert '"event": "requeue"' in k.log()
+    assert k.terminate() == 0
+    with open_image(crash) as img, img.view() as root:
+        m = root["missions"][mid]
+        assert m.state == "COMPLETE" and m.attempts == 2 and not queued(root)
+        (mind, key), = m.exchanges
+        assert m.speaker == mind == "hermes" and list(root[mind].ledger) == [key]
+
+
+def _quietly(client, max_tokens):
+    import openai
+    try:
+        client.chat.completions.create(model="hermes", max_tokens=max_tokens, messages=[
+            {"role": "user", "content": "Tell me everything about the history of Paris."}])
+    except openai.APIConnectionError:
+        pass                            # the kernel is killed under it
