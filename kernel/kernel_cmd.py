@@ -73,8 +73,7 @@ def cmd_kernel(args):
         # one plain line (never wrapped): scripts and tests wait for it
         print(f"kernel ready on {loc}: zeo {info['zeo']}, http {info['http'] or 'off'}; "
               f"logs in {logfile}", flush=True)
-        while not stop.wait(0.5):
-            pass
+        kernel.run(stop)          # the main thread does the model work until SIGTERM
     finally:
         if kernel.img is not None:
             kernel.stop()

@@ -4,8 +4,9 @@ A mission is a prototype object whose parent slot is its current state
 (``root['states'][S]``): it delegates to that state, so ``mission.prompt``
 is the prompt of the state it is in. ``root['missions']`` maps id -> mission;
 ``root['queue']`` maps a time-ordered key -> mission id. Enqueueing inserts a
-fresh key, and two writers inserting distinct keys into a BTree do not
-conflict, so consoles, the HTTP API and the heartbeat can all enqueue at once.
+fresh key and completing deletes one; with the queue's permanent head key
+(``QUEUE_HEAD``) BTrees resolve such concurrent changes, so consoles, the
+HTTP API, the heartbeat and the workers never conflict over the queue.
 
 A mission leaves the queue only in the transaction that completes it (or
 records its failure). A kernel killed mid-mission therefore leaves it queued;
@@ -17,6 +18,7 @@ from persistent.list import PersistentList
 
 from memory.ledger import new_key
 from prototypes import UvmObject
+from prototypes.bootstrap import QUEUE_HEAD
 
 KINDS = ("chat", "task", "audit")
 TERMINAL = ("COMPLETE", "FAILED")
@@ -65,7 +67,12 @@ def claim(root, mid, kernel_id):
 
 def queued(root, limit=100) -> list:
     """Mission ids waiting, oldest first."""
-    return list(root["queue"].values()[:limit]) if len(root["queue"]) else []
+    ids = root["queue"].values(min=QUEUE_HEAD, excludemin=True)
+    return list(ids[:limit]) if len(ids) else []
+
+
+def queue_length(root) -> int:
+    return len(root["queue"].keys(min=QUEUE_HEAD, excludemin=True))
 
 
 def recent(root, n=10) -> list:

@@ -36,6 +36,7 @@ from .tools import TOOLS
 
 log = logging.getLogger("batos.psm")
 OTHER = {"orai": "hermes", "hermes": "orai"}
+COMMIT_TRIES = 6          # a retry re-runs the cycle from the memo: a commit, no inference
 
 
 class Cancelled(Exception):
@@ -59,10 +60,23 @@ class Services:
     cancel: threading.Event = dataclasses.field(default_factory=threading.Event)
     kernel_id: str = None
     embed_lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
+    # Runs model work: here by default; the kernel passes its main thread's runner
+    # (torch on a CPU runs up to 1.9x slower off the main thread; measured).
+    infer: object = None
+
+    def __post_init__(self):
+        if self.infer is None:
+            self.infer = _run_here
 
     def embed(self, text) -> bytes:
-        with self.embed_lock:
-            return self.embedder.encode([text])[0].astype("<f4").tobytes()
+        def encode():
+            with self.embed_lock:
+                return self.embedder.encode([text])[0].astype("<f4").tobytes()
+        return self.infer(encode)
+
+
+def _run_here(fn):
+    return fn()
 
 
 class Cycle:
@@ -120,7 +134,8 @@ class Cycle:
         """A mind's answer (assembled context, streamed when final); recorded in its ledger
         unless ``ledger_prompt`` is False. Returns ``(text, exchange key or None)``."""
         m, svc = self.mission, self.services
-        model, lock, info = svc.pool.get(self.root, mind)
+        # loaded where it will run (the worker waits; its connection is not shared meanwhile)
+        model, lock, info = svc.infer(lambda: svc.pool.get(self.root, mind))
         settings, opts = info["settings"], m.options
         max_tokens = max_tokens or opts.get("max_tokens") or settings.get("max_tokens", 512)
         temperature = opts.get("temperature")
@@ -130,18 +145,21 @@ class Cycle:
         if key not in self.memo:
             mems = self.memories(mind, request) if memories else []
             budget = settings.get("context_tokens", 2048) - max_tokens
-            with lock:
-                asm = assemble(identity, request, measure=measurer(model), budget=budget,
-                               history=history, memories=mems)
-                pieces = []
-                for piece in model.stream(asm.messages, max_tokens=max_tokens,
-                                          temperature=temperature):
-                    if svc.cancel.is_set():
-                        raise Cancelled(f"mission {m.id}: the kernel is stopping")
-                    pieces.append(piece)
-                    if final:
-                        self.say(piece)
-                stats = dict(model.last_stats)
+
+            def infer():
+                with lock:
+                    asm = assemble(identity, request, measure=measurer(model), budget=budget,
+                                   history=history, memories=mems)
+                    pieces = []
+                    for piece in model.stream(asm.messages, max_tokens=max_tokens,
+                                              temperature=temperature):
+                        if svc.cancel.is_set():
+                            raise Cancelled(f"mission {m.id}: the kernel is stopping")
+                        pieces.append(piece)
+                        if final:
+                            self.say(piece)
+                    return asm, pieces, dict(model.last_stats)
+            asm, pieces, stats = svc.infer(infer)
             text = "".join(pieces).strip()
             vector = svc.embed(f"{ledger_prompt or request}\n{text}") if ledger_prompt is not False else b""
             self.memo[key] = (text, stats, vector, asm.sources)
@@ -283,7 +301,7 @@ def run_mission(img, mid, services, *, on_event=None) -> dict:
     memo, cycle, tries = {}, None, 0
     started = time.perf_counter()
     try:
-        for attempt in img.attempts():
+        for attempt in img.attempts(COMMIT_TRIES):
             tries += 1
             if tries > 1:
                 log.warning("mission %s: conflict at commit, retrying", mid,

@@ -40,13 +40,13 @@ def rss_bytes():
 
 def audit(root, loaded=(), exclude=None) -> dict:
     """The self-audit report: what the image holds and how the kernel is doing."""
-    from .missions import TERMINAL, recent
+    from .missions import TERMINAL, queue_length, recent
     last = [m for m in recent(root, 200) if m.id != exclude]   # not the audit itself
     states = {}
     for m in last:
         states[m.state] = states.get(m.state, 0) + 1
     report = {
-        "time": time.time(), "queued": len(root["queue"]) - (exclude is not None),
+        "time": time.time(), "queued": queue_length(root) - (exclude is not None),
         "missions": len(root["missions"]) - (exclude is not None),
         "recent_states": states, "failures": len(root["failures"]),
         "stuck": [m.id for m in last if m.state not in TERMINAL and m.attempts > 1],

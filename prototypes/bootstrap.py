@@ -28,9 +28,12 @@ HERMES_IDENTITY = (
     "deceive or harm.")
 
 PSM_STATES = ("IDLE", "DECOMPOSING", "DELEGATING", "SYNTHESIZING", "COMPLETE", "FAILED")
-# missions: id -> mission; queue: key -> mission id (BTree inserts of distinct keys
-# resolve their conflicts); failures and audits: time key -> record.
+# missions: id -> mission; queue: key -> mission id; failures and audits: time
+# key -> record. The queue keeps a head key "" for good: BTrees resolve
+# concurrent inserts and deletes of distinct keys unless the first key changes
+# or the bucket empties (measured), so writers never conflict over it.
 CONTAINERS = ("missions", "queue", "failures", "audits")
+QUEUE_HEAD = ""
 WELL_KNOWN = ("traits", "mind", "orai", "hermes", "state", "states", "memory", "lineage",
               *CONTAINERS)
 
@@ -96,7 +99,8 @@ def _make(root):
                           "mounts": PersistentMapping()})
     return {"traits": traits, "mind": mind, "orai": minds["orai"], "hermes": minds["hermes"],
             "state": state, "states": states, "memory": memory, "lineage": lineage,
-            **{name: OOBTree() for name in CONTAINERS}}
+            **{name: OOBTree({QUEUE_HEAD: None} if name == "queue" else {})
+               for name in CONTAINERS}}
 
 
 def _upgrades(root) -> list:
@@ -106,6 +110,8 @@ def _upgrades(root) -> list:
         todo += [s for s, text in STATE_PROMPTS.items() if not root["states"][s].prompt]
     if "hermes" in root and root["hermes"].lookup("routing", None) is None:
         todo.append("routing")
+    if "queue" in root and QUEUE_HEAD not in root["queue"]:
+        todo.append("queue head")
     return todo
 
 
@@ -113,6 +119,8 @@ def _upgrade(root, todo):
     for name in todo:
         if name == "routing":
             root["hermes"].set_slot("routing", PersistentMapping(ROUTING))
+        elif name == "queue head":
+            root["queue"][QUEUE_HEAD] = None
         else:
             root["states"][name].prompt = STATE_PROMPTS[name]
 

@@ -189,3 +189,21 @@ def test_plan_parser_is_forgiving():
     assert parse_plan("[]", "r", "orai")[1] == "the plan is not a non-empty list of steps"
     steps, _ = parse_plan('[{"do": "ask", "input": "q"}]', "r", "hermes")
     assert steps[0]["mind"] == "orai"
+
+
+def test_concurrent_enqueues_and_completions_do_not_conflict(folder_image):
+    """The queue's head key lets BTrees resolve what writers do to it at once."""
+    img = folder_image
+    a, b = enqueue(img, "hermes", "one"), enqueue(img, "hermes", "two")
+    c1, c2 = img.open(), img.open()
+    c1.transaction_manager.begin()
+    c2.transaction_manager.begin()
+    c1.root()["queue"].pop(a)               # two completions that empty the queue ...
+    c2.root()["queue"].pop(b)
+    new_mission(c2.root(), "orai", "three")  # ... while a third mission arrives
+    c1.transaction_manager.commit()
+    c2.transaction_manager.commit()          # resolved, not a ConflictError
+    c1.close()
+    c2.close()
+    with img.view() as root:
+        assert [root["missions"][m].request for m in queued(root)] == ["three"]
