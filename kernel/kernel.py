@@ -334,6 +334,16 @@ class Kernel:
         finally:
             self.stop()
 
+    def request_stop(self):
+        """From a signal handler: the main thread may be mid-generation, so the grace
+        period starts now, on a timer, and cancels what is still running when it ends."""
+        def cancel_late():
+            if self.inflight:
+                self.services.cancel.set()
+        timer = threading.Timer(self.grace, cancel_late)
+        timer.daemon = True
+        timer.start()
+
     # -- shutdown ------------------------------------------------------------------
     def stop(self):
         """Finish or abandon in-flight missions, then close everything; idempotent."""

@@ -63,10 +63,15 @@ def cmd_kernel(args):
         raise ValueError(f"no image at {loc}; create one with `batos init` first")
     logfile = log_to_file(loc)
     stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
     kernel = Kernel(loc, zeo=zeo, http=http, workers=args.workers, heartbeat=args.heartbeat,
                     grace=args.grace)
+
+    def on_signal(*_):
+        if not stop.is_set():
+            stop.set()
+            kernel.request_stop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, on_signal)
     try:
         kernel.start()
         info = kernel.info()

@@ -113,7 +113,8 @@ class Cycle:
         self.state = state
         enter(self.root, self.mission, state)
         log.info("mission %s -> %s", self.mission.id, state,
-                 extra={"event": "transition", "mission": self.mission.id, "state": state})
+                 extra={"event": "transition", "mission": self.mission.id, "state": state,
+                        "kind": self.mission.kind})
         self.emit("state", state)
 
     def emit(self, kind, data):

@@ -1,6 +1,7 @@
 """The kernel as a real process on the bundled model: the OpenAI API, consoles, crashes."""
 import json
 import shutil
+import threading
 import time
 
 import pytest
@@ -15,14 +16,13 @@ def image_with_models(tmp_path_factory, model_store, smol_master):
     tmp = tmp_path_factory.mktemp("kernel")
     env = batos_env(tmp, BATOS_IMAGE=str(tmp / "image"), BATOS_MODELS=str(model_store))
     run_batos("init", env=env, check=True, timeout=600)
+    shutil.copytree(tmp / "image", tmp / "pristine")    # for the crash test: no mission yet
     return tmp, env
 
 
 @pytest.fixture(scope="module")
 def kernel(image_with_models):
-    tmp, env = image_with_models
-    pristine = tmp / "pristine"
-    shutil.copytree(tmp / "image", pristine)        # for the crash test, before any mission
+    _, env = image_with_models
     k = KernelProcess(env, "--heartbeat", "0")
     yield k
     assert k.terminate() == 0
@@ -96,7 +96,6 @@ def test_sigkill_mid_mission_then_restart(image_with_models):
     shutil.copytree(tmp / "pristine", crash)
     env = env | {"BATOS_IMAGE": str(crash)}
     k = KernelProcess(env, "--heartbeat", "0")
-    import threading
     client = k.client()
     threading.Thread(target=lambda: _quietly(client, 200), daemon=True).start()
     deadline = time.monotonic() + 120
@@ -110,18 +109,58 @@ def test_sigkill_mid_mission_then_restart(image_with_models):
         m = root["missions"][mid]
         assert m.state == "IDLE" and m.attempts == 1 and m.answer is None and m.exchanges == []
         assert len(root["hermes"].ledger) == 0 and len(root["orai"].ledger) == 0
-    k = KernelProcess(env, "--heartbeat", "0")               # runs it again
-    deadline = time.monotonic() + 180
-    while '"event": "mission_done"' not in k.log():
-        assert time.monotonic() < deadline, k.log()
-        time.sleep(0.2)
+    k = KernelProcess(env, "--heartbeat", "1", "--grace", "0.5")   # runs it again
+    _wait_for(k, f'"event": "mission_done", "mission": "{mid}"')
     assert '"event": "requeue"' in k.log()
+    # SIGTERM while another mission generates: after the grace period it is
+    # abandoned (its transaction aborts) and stays queued; the kernel exits 0
+    start = len(k.log())
+    threading.Thread(target=lambda: _quietly(k.client(), 200), daemon=True).start()
+    _wait_for(k, '"state": "DELEGATING", "kind": "chat"', start)
     assert k.terminate() == 0
+    assert '"reason": "stopping"' in k.log()
     with open_image(crash) as img, img.view() as root:
         m = root["missions"][mid]
-        assert m.state == "COMPLETE" and m.attempts == 2 and not queued(root)
+        assert m.state == "COMPLETE" and m.attempts == 2
         (mind, key), = m.exchanges
         assert m.speaker == mind == "hermes" and list(root[mind].ledger) == [key]
+        (left,) = [q for q in queued(root) if root["missions"][q].kind == "chat"]
+        # the abandoned one, intact
+        assert root["missions"][left].state == "IDLE" and root["missions"][left].exchanges == []
+        assert len(root["audits"]) >= 1                      # the heartbeat's self-audit
+        assert "kernel" not in root["meta"]                  # unpublished on the way out
+
+
+def _wait_for(k, text, start=0, timeout=180):
+    """Wait until ``text`` shows in the kernel's log after offset ``start``."""
+    deadline = time.monotonic() + timeout
+    while text not in k.log()[start:]:
+        assert time.monotonic() < deadline, k.log()[-3000:]
+        time.sleep(0.1)
+
+
+def test_api_rejects_bad_requests_clearly(kernel):
+    import http.client
+    from urllib.parse import urlparse
+    u = urlparse(kernel.url)
+
+    def post(path, body, token=kernel.token):
+        c = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
+        c.request("POST", path, body=body, headers={"Authorization": f"Bearer {token}",
+                                                   "Content-Type": "application/json"})
+        r = c.getresponse()
+        out = r.status, json.loads(r.read())
+        c.close()
+        return out
+    status, body = post("/v1/chat/completions", "{not json")
+    assert status == 400 and "not JSON" in body["error"]["message"]
+    status, body = post("/v1/chat/completions", json.dumps(
+        {"model": "hermes", "messages": [{"role": "assistant", "content": "hi"}]}))
+    assert status == 400 and "end with a user message" in body["error"]["message"]
+    status, body = post("/v1/embeddings", json.dumps({"input": [[1, 2, 3]]}))
+    assert status == 400 and "token arrays" in body["error"]["message"]
+    status, body = post("/v1/models", "{}", token="")
+    assert status == 401 and "batos api-token" in body["error"]["message"]
 
 
 def _quietly(client, max_tokens):

@@ -207,3 +207,48 @@ def test_concurrent_enqueues_and_completions_do_not_conflict(folder_image):
     c2.close()
     with img.view() as root:
         assert [root["missions"][m].request for m in queued(root)] == ["three"]
+
+
+def test_console_send_missions_and_rate_without_a_kernel(psm):
+    import io
+
+    from rich.console import Console as Rich
+
+    from kernel.console import Console
+    img, svc, answers, models = psm
+    answers["hermes"] += ["Paris.", "Lyon, probably."]
+    out = io.StringIO()
+    c = Console(img, out=Rich(file=out, width=200))
+    c.missions.services = svc            # the scripted models instead of the image's own
+    first = c.execute(":send hermes What is the capital of France?")
+    assert first["answer"] == "Paris." and "Paris." in out.getvalue()
+    c.execute(":send hermes And the second city?")
+    assert "What is the capital of France?" in models["hermes"].calls[-1]   # the conversation
+    rows = c.execute(":missions")
+    assert [r["state"] for r in rows] == ["COMPLETE", "COMPLETE"]
+    assert c.execute(":rate 2 bad it is Marseille") is True
+    assert c.execute(":rate 7 good") is False and c.execute(":rate 1 meh") is False
+    with img.view() as root:
+        ex = [root["hermes"].ledger[k] for k in root["hermes"].ledger]
+        assert ex[1].signals["rating"] == "bad" and ex[1].signals["note"] == "it is Marseille"
+        assert "rating" not in ex[0].signals
+    c.close()
+
+
+def test_api_token_is_private_and_refused_when_others_can_read_it(tmp_path):
+    from conftest import batos_env, run_batos
+    from image import resolve
+    from kernel.api_token import TokenError, ensure_token, read_token
+    env = batos_env(tmp_path, BATOS_IMAGE=str(tmp_path / "image"))
+    run_batos("init", "--no-models", env=env, check=True)
+    loc = resolve(tmp_path / "image")
+    path = tmp_path / "image" / "api-token"
+    assert path.stat().st_mode & 0o777 == 0o600
+    printed = run_batos("api-token", env=env, check=True).stdout.strip()
+    assert printed == read_token(loc) and printed.startswith("batos-")
+    assert ensure_token(loc, rotate=True) != printed
+    path.chmod(0o644)
+    with pytest.raises(TokenError, match="chmod 600"):
+        read_token(loc)
+    p = run_batos("api-token", env=env)
+    assert p.returncode == 2 and "chmod 600" in p.stderr
