@@ -94,7 +94,7 @@ class MainThread:
             if fut.set_running_or_notify_cancel():
                 try:
                     fut.set_result(fn())
-                except BaseException as e:      # handed to the worker that asked
+                except BaseException as e:  # noqa: BLE001 - the worker that asked re-raises it
                     fut.set_exception(e)
 
 
@@ -138,14 +138,19 @@ class Kernel:
         self.stopping = threading.Event()
         self.threads = []
         self.main = MainThread()
-        self.stop_server = self.img = self.http = None
+        self.stop_server = self.img = self.http = self.logfile = None
         self._lock = threading.Lock()
 
     # -- start-up, in order ------------------------------------------------------
     def start(self):
-        for step in (self.init_serve, self.init_image, self.init_services, self.init_recovery,
-                     self.init_workers, self.init_http, self.init_scheduler, self.init_publish):
-            step()
+        try:
+            for step in (self.init_serve, self.init_logs, self.init_image, self.init_services,
+                         self.init_recovery, self.init_workers, self.init_http,
+                         self.init_scheduler, self.init_publish):
+                step()
+        except BaseException:
+            self.stop()            # undo what started (the ZEO server above all)
+            raise
         log.info("kernel ready", extra={"event": "ready", **self.info()})
         return self
 
@@ -162,6 +167,22 @@ class Kernel:
                     f"zeo://{addr}; attach to it with `batos console --attach`, or stop it "
                     "(SIGTERM) before starting another") from None
             raise
+
+    def init_logs(self):
+        """JSON lines to IMAGE/logs/kernel.jsonl (once the image is ours: a refused
+        second kernel writes nothing into the running one's log)."""
+        from .logs import JsonFormatter
+        folder = self.loc.path / "logs"
+        folder.mkdir(exist_ok=True)
+        self.logfile = folder / "kernel.jsonl"
+        handler = logging.FileHandler(self.logfile)
+        handler.setFormatter(JsonFormatter())
+        root = logging.getLogger()
+        if root.level > logging.INFO:
+            for h in root.handlers:          # stderr keeps the level the user asked for
+                h.setLevel(root.level)
+            root.setLevel(logging.INFO)
+        root.addHandler(handler)
 
     def init_image(self):
         addr = self.zeo_address
@@ -346,16 +367,24 @@ class Kernel:
 
     # -- shutdown ------------------------------------------------------------------
     def stop(self):
-        """Finish or abandon in-flight missions, then close everything; idempotent."""
+        """Finish or abandon in-flight missions, then close everything; idempotent.
+
+        Also undoes a start that failed half-way: each part is closed if it started.
+        """
         if self.stopping.is_set():
+            return
+        if self.stop_server is None:       # it never served the image: nothing to undo
+            self.stopping.set()
             return
         log.info("kernel stopping", extra={"event": "stopping", "inflight": sorted(self.inflight)})
         self.stopping.set()
         self.wake.set()
-        deadline = time.monotonic() + self.grace
-        self.main.serve(lambda: not self.inflight or time.monotonic() > deadline)
-        if self.inflight:
-            self.services.cancel.set()     # abandon: their transactions abort, they stay queued
+        services = getattr(self, "services", None)
+        if services is not None:
+            deadline = time.monotonic() + self.grace
+            self.main.serve(lambda: not self.inflight or time.monotonic() > deadline)
+            if self.inflight:
+                services.cancel.set()   # abandon: their transactions abort, they stay queued
         for _ in range(self.n_workers):
             self.work.put(None)
         workers = [t for t in self.threads if t.name.startswith("worker")]
@@ -366,9 +395,14 @@ class Kernel:
             self.http.shutdown()
             self.http.server_close()
         try:
-            self.img.run(lambda root: get_meta(root).pop("kernel", None), note="kernel stopped")
+            if self.img is not None:
+                self.img.run(lambda root: get_meta(root).pop("kernel", None),
+                             note="kernel stopped")
         finally:
-            self.services.pool.unload_all()
-            self.img.close()
-            self.stop_server()
+            if services is not None:
+                services.pool.unload_all()
+            if self.img is not None:
+                self.img.close()
+            if self.stop_server is not None:
+                self.stop_server()
         log.info("kernel stopped", extra={"event": "stopped"})

@@ -36,22 +36,6 @@ def _hostport(text, what):
     return host, int(port)
 
 
-def log_to_file(loc):
-    """Every kernel also logs JSON lines to IMAGE/logs/kernel.jsonl."""
-    from .logs import JsonFormatter
-    folder = loc.path / "logs"
-    folder.mkdir(exist_ok=True)
-    handler = logging.FileHandler(folder / "kernel.jsonl")
-    handler.setFormatter(JsonFormatter())
-    root = logging.getLogger()
-    root.addHandler(handler)
-    if root.level > logging.INFO:
-        root.setLevel(logging.INFO)
-        for h in root.handlers[:-1]:       # stderr keeps the level the user asked for
-            h.setLevel(logging.WARNING)
-    return folder / "kernel.jsonl"
-
-
 def cmd_kernel(args):
     from .kernel import Kernel
     loc = resolve(args.image)
@@ -61,7 +45,6 @@ def cmd_kernel(args):
         zeo = _hostport(zeo, "ZEO")
     if not (loc.kind == "folder" and loc.data_fs.exists()):
         raise ValueError(f"no image at {loc}; create one with `batos init` first")
-    logfile = log_to_file(loc)
     stop = threading.Event()
     kernel = Kernel(loc, zeo=zeo, http=http, workers=args.workers, heartbeat=args.heartbeat,
                     grace=args.grace)
@@ -72,16 +55,15 @@ def cmd_kernel(args):
             kernel.request_stop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, on_signal)
+    kernel.start()                # undoes itself if a step fails
     try:
-        kernel.start()
         info = kernel.info()
         # one plain line (never wrapped): scripts and tests wait for it
         print(f"kernel ready on {loc}: zeo {info['zeo']}, http {info['http'] or 'off'}; "
-              f"logs in {logfile}", flush=True)
+              f"logs in {kernel.logfile}", flush=True)
         kernel.run(stop)          # the main thread does the model work until SIGTERM
     finally:
-        if kernel.img is not None:
-            kernel.stop()
+        kernel.stop()
     return 0
 
 

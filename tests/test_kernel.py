@@ -168,5 +168,5 @@ def _quietly(client, max_tokens):
     try:
         client.chat.completions.create(model="hermes", max_tokens=max_tokens, messages=[
             {"role": "user", "content": "Tell me everything about the history of Paris."}])
-    except openai.APIConnectionError:
-        pass                            # the kernel is killed under it
+    except (openai.APIConnectionError, openai.InternalServerError):
+        pass                            # the kernel is killed (or stopped) under it

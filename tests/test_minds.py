@@ -18,7 +18,10 @@ def test_gguf_import_writes_rope_theta(smol_master):
     assert smol_master["converted_from"] == "gguf" and smol_master["dtype"] == "F16"
     assert smol_master["params"] == 134_515_008
     # Importing the same GGUF again reuses the conversion.
-    assert minds.import_model(minds.bundled_gguf(), Path(smol_master["path"]).parent) == smol_master
+    # (other tests may have added measured stats to its manifest meanwhile)
+    again = minds.import_model(minds.bundled_gguf(), Path(smol_master["path"]).parent)
+    assert (again["id"], again["path"], again["files"]) == (
+        smol_master["id"], smol_master["path"], smol_master["files"])
 
 
 @pytest.mark.parametrize("mind", ["orai", "hermes"])

@@ -237,6 +237,7 @@ def test_console_send_missions_and_rate_without_a_kernel(psm):
 
 def test_api_token_is_private_and_refused_when_others_can_read_it(tmp_path):
     from conftest import batos_env, run_batos
+
     from image import resolve
     from kernel.api_token import TokenError, ensure_token, read_token
     env = batos_env(tmp_path, BATOS_IMAGE=str(tmp_path / "image"))
@@ -252,3 +253,17 @@ def test_api_token_is_private_and_refused_when_others_can_read_it(tmp_path):
         read_token(loc)
     p = run_batos("api-token", env=env)
     assert p.returncode == 2 and "chmod 600" in p.stderr
+
+
+def test_scheduled_jobs_run_every_n_seconds_or_daily_at_a_time():
+    import time as _time
+
+    from kernel.kernel import Job
+    every = Job("beat", print, every=5)
+    now = _time.time()
+    assert not every.due(now) and every.due(now + 5) and not every.due(now + 6)
+    at = Job("night", print, at="02:00")
+    due = _time.localtime(at.next)
+    assert (due.tm_hour, due.tm_min) == (2, 0) and 0 < at.next - now <= 86400 + 3600
+    with pytest.raises(ValueError):
+        Job("both", print, every=1, at="02:00")
