@@ -2,7 +2,8 @@
 
 1. model loaded and run on the main thread (what the kernel does);
 2. loaded on the main thread, run on a worker thread;
-3. loaded and run on a worker thread.
+3. loaded and run on a worker thread;
+4. loaded on a worker thread, run on the main thread.
 
 Same runtime (the bundled SmolLM2 as Hermes's Q8 by default), same messages,
 same number of tokens, greedy. The last line is worker/main time ratio of
@@ -63,10 +64,13 @@ def main(argv=None):
         model.unload()
         worker_worker = on_thread(lambda: timings(minds.load(plan), messages, args.tokens,
                                                   args.runs))
+        loaded = on_thread(lambda: minds.load(plan))
+        worker_main = timings(loaded, messages, args.tokens, args.runs)
     print(f"{args.mind} ({plan['precision']}), {args.tokens} tokens, median of {args.runs}:")
     print(f"  loaded and run on the main thread   {main_main:.3f} s")
     print(f"  loaded on main, run on a worker     {main_worker:.3f} s")
     print(f"  loaded and run on a worker          {worker_worker:.3f} s")
+    print(f"  loaded on a worker, run on main     {worker_main:.3f} s")
     print(f"worker/main time ratio: {worker_worker / main_main:.3f}")
     return 0
 
