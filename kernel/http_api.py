@@ -54,17 +54,16 @@ class Api:
         mid = self.kernel.submit(mind, request, history=history, options=options, source="api")
         return mid, self.kernel.stream(mid)
 
-    def do_result(self, mid, want_embedding):
-        """The completed mission as plain data (and its answer's embedding if asked)."""
+    def do_result(self, done, want_embedding):
+        """The completed mission (its "done" event), with its answer's embedding if asked:
+        the ledger packet's own vector, read from the image."""
+        if not (want_embedding and done["exchanges"]):
+            return done
+        mind, key = done["exchanges"][-1]
         with self.kernel.img.view() as root:
-            m = root["missions"][mid]
-            out = ms.summary(m) | {"usage": dict(m.lookup("usage", {}) or {})}
-            if want_embedding and m.exchanges:
-                mind, key = m.exchanges[-1]
-                vec = root[mind].ledger[key].vector
-                import numpy as np
-                out["embedding"] = np.frombuffer(vec, dtype="<f4").tolist()
-        return out
+            vec = root[mind].ledger[key].vector
+        import numpy as np
+        return done | {"embedding": np.frombuffer(vec, dtype="<f4").tolist()}
 
     def do_embed(self, texts):
         svc = self.kernel.services
@@ -238,7 +237,7 @@ class Handler(BaseHTTPRequestHandler):
                     break
             else:
                 raise ApiError(504, f"mission {mid} did not finish in {WAIT:.0f} s", "server_error")
-            out = self.api.do_result(mid, want_embedding)
+            out = self.api.do_result(data, want_embedding)
             self._json(200, {
                 "id": cid, "object": "chat.completion", "created": created, "model": mind,
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": out["answer"]},
@@ -258,7 +257,7 @@ class Handler(BaseHTTPRequestHandler):
                                      "type": "server_error", "code": kind}})
                 break
             elif kind == "done":
-                out = self.api.do_result(mid, want_embedding)
+                out = self.api.do_result(data, want_embedding)
                 self._sse(chunk | {"choices": [{"index": 0, "delta": {},
                                                 "finish_reason": _finish(out, options)}],
                                    "batos": _extension(out)})

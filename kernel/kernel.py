@@ -131,7 +131,8 @@ class Kernel:
         self.loc, self.zeo_address, self.http_address = loc, zeo, http
         self.n_workers, self.heartbeat, self.grace, self.poll = workers, heartbeat, grace, poll
         self.pool, self.embedder = pool, embedder
-        self.id = f"{os.uname().nodename}:{os.getpid()}:{int(time.time())}"
+        self.started = time.time()
+        self.id = f"{os.uname().nodename}:{os.getpid()}:{int(self.started)}"
         self.jobs, self.streams, self.inflight = [], {}, set()
         self.work = queue.Queue()
         self.wake = threading.Event()
@@ -245,7 +246,7 @@ class Kernel:
 
     def info(self) -> dict:
         z = self.zeo_address
-        return {"pid": os.getpid(), "id": self.id, "started": time.time(),
+        return {"pid": os.getpid(), "id": self.id, "started": self.started,
                 "zeo": z if isinstance(z, str) else f"{z[0]}:{z[1]}" if z else None,
                 "http": f"http://{self.http_address[0]}:{self.http_address[1]}"
                 if self.http is not None else None,

@@ -20,6 +20,8 @@ from memory.ledger import new_key
 from prototypes import UvmObject
 from prototypes.bootstrap import QUEUE_HEAD
 
+from .minds import MINDS
+
 KINDS = ("chat", "task", "audit")
 TERMINAL = ("COMPLETE", "FAILED")
 MAX_ATTEMPTS = 3        # a mission that took the kernel down this often is failed, not retried
@@ -28,8 +30,8 @@ MAX_ATTEMPTS = 3        # a mission that took the kernel down this often is fail
 def new_mission(root, mind, request, *, kind="chat", history=(), options=None, source="api",
                 plan=None) -> UvmObject:
     """Create a mission in IDLE and queue it; return it (commit to make it visible)."""
-    if mind not in ("orai", "hermes"):
-        raise ValueError(f"a mission goes to orai or hermes, not {mind!r}")
+    if mind not in MINDS:
+        raise ValueError(f"a mission goes to {' or '.join(MINDS)}, not {mind!r}")
     if kind not in KINDS:
         raise ValueError(f"a mission kind is one of {', '.join(KINDS)}, not {kind!r}")
     now = time.time()
