@@ -134,6 +134,13 @@ def build_parser():
     p = verb("missions", kernel_cmd.cmd_missions, "recent missions and their states", json=True)
     p.add_argument("-n", type=int, default=20, help="how many (default 20)")
 
+    from . import night_cmd
+    ledger = sub.add_parser("ledger", help="each mind's record of exchanges",
+                            description="Each mind's ledger: every exchange as a bifocal "
+                                        "packet (prose + embedding + signals).")
+    night_cmd.add_arguments(sub, verb, ledger.add_subparsers(
+        dest="ledger_command", metavar="ACTION", required=True))
+
     report = sub.add_parser("report", help="measurements: what quantization costs and buys",
                             description="Measurements the owner asked for, as tables and PNG plots.")
     rsub = report.add_subparsers(dest="report_command", metavar="ACTION", required=True)
