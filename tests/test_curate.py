@@ -2,8 +2,8 @@
 import json
 
 import pytest
-
 from conftest import batos_env, run_batos
+
 from kernel.night.curate import curate, write_dataset
 from kernel.night.redact import redact
 from kernel.night.transcripts import TranscriptError, import_transcripts
