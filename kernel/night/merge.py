@@ -1,0 +1,86 @@
+"""Merge a night's adapter into the FP16 Gold Master with mergekit (TIES).
+
+The generation-0 base is the golden anchor (``base_model``): task vectors
+are taken against it and trimmed to ``density`` each night, so the lineage
+cannot drift from it without bound. The tuned model is mergekit's own
+``MASTER+ADAPTER`` reference, so the saved YAML rebuilds the generation with
+the mergekit CLI alone (``mergekit-yaml mergekit.yml OUT --lora-merge-cache
+DIR``). Never merges into, or from, a quantized model.
+"""
+import json
+import logging
+import shutil
+import time
+from pathlib import Path
+
+from image.errors import ImageError
+
+log = logging.getLogger(__name__)
+
+# The owner's defaults; each mind may override them in its `merge` slot.
+DEFAULTS = {"method": "ties", "density": 0.3, "weight": 0.5, "normalize": True,
+            "int8_mask": True, "dtype": "float16"}
+
+
+class MergeError(ImageError):
+    """A merge that must not (a quantized input) or cannot run."""
+
+
+def merge_config(anchor, master, adapter, settings=None) -> dict:
+    """The mergekit configuration (plain data) for one night."""
+    s = {**DEFAULTS, **dict(settings or {})}
+    unknown = sorted(set(s) - set(DEFAULTS))
+    if unknown:
+        raise MergeError(f"unknown merge setting(s) {', '.join(unknown)}; the settings are "
+                         f"{', '.join(sorted(DEFAULTS))}")
+    params = {"density": s["density"], "weight": s["weight"]}
+    models = [{"model": f"{master}+{adapter}", "parameters": dict(params)}]
+    if Path(master).resolve() != Path(anchor).resolve():
+        # the master's own delta from the anchor takes part, trimmed like the new one
+        models.insert(0, {"model": str(master), "parameters": dict(params)})
+    return {"merge_method": s["method"], "base_model": str(anchor), "models": models,
+            "parameters": {"normalize": s["normalize"], "int8_mask": s["int8_mask"]},
+            "dtype": s["dtype"]}
+
+
+def check_fp(folder, role):
+    """Refuse a quantized model folder (the brief: never fuse into a quantized base)."""
+    cfg = json.loads((Path(folder) / "config.json").read_text())
+    q = cfg.get("quantization_config") or cfg.get("quantization")
+    if q:
+        raise MergeError(f"the {role} at {folder} is quantized ({q}); merges run on FP16 "
+                         "masters only: point at the mind's master, not its runtime")
+
+
+def run_merge(config: dict, out_dir, cache_dir) -> dict:
+    """Run mergekit on ``config`` into ``out_dir``; save the YAML and the command beside it."""
+    import yaml
+    from mergekit.config import MergeConfiguration
+    from mergekit.merge import run_merge as mergekit_run
+    from mergekit.options import MergeOptions
+
+    from kernel.engines import quiet_offline
+    from kernel.engines.convert import fix_rope_theta
+    quiet_offline()
+    check_fp(config["base_model"], "golden anchor")
+    for m in config["models"]:
+        check_fp(m["model"].split("+")[0], "master")
+    out_dir, cache_dir = Path(out_dir), Path(cache_dir)
+    if out_dir.exists():
+        shutil.rmtree(out_dir)              # a half-written merge from an interrupted night
+    text = yaml.safe_dump(config, sort_keys=False)
+    started = time.perf_counter()
+    try:
+        mergekit_run(MergeConfiguration.model_validate(config), str(out_dir),
+                     MergeOptions(lora_merge_cache=str(cache_dir), quiet=True,
+                                  write_model_card=False, random_seed=0),
+                     config_source=text)
+    except Exception as e:              # mergekit raises many kinds; say which merge failed
+        raise MergeError(f"mergekit failed: {type(e).__name__}: {e}") from e
+    fix_rope_theta(out_dir)
+    (out_dir / "mergekit.yml").write_text(text)
+    command = f"mergekit-yaml mergekit.yml OUT --lora-merge-cache {cache_dir}"
+    seconds = round(time.perf_counter() - started, 2)
+    log.info("merged into %s in %.1f s", out_dir, seconds, extra={"event": "merge",
+                                                                  "seconds": seconds})
+    return {"config": config, "yaml": text, "command": command, "seconds": seconds}
