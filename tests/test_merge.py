@@ -6,10 +6,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from test_train import write_set
 
 from kernel.night.merge import MergeError, merge_config, run_merge
 from kernel.night.train import TrainConfig, train_lora
-from test_train import write_set
 
 
 def tensors(folder):
