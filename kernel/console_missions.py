@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 from urllib.parse import urlparse
 
+from rich.markup import escape
+
 from memory import ledger
 
 from . import missions as ms
@@ -71,7 +73,7 @@ class Missions:
         try:
             return run_mission(self.c.img, mid, self.services, on_event=on_event)
         except CycleFailed as e:
-            self.out.print(f"\n[red]failed:[/] {ui_escape(str(e))} [dim](nothing was written but "
+            self.out.print(f"\n[red]failed:[/] {escape(str(e))} [dim](nothing was written but "
                            "the failure record)[/]")
             return None
 
@@ -87,12 +89,12 @@ class Missions:
                 elif kind == "routed":
                     pass
                 elif kind in ("failed", "cancelled"):
-                    self.out.print(f"\n[red]{kind}:[/] {ui_escape(str(data))}")
+                    self.out.print(f"\n[red]{kind}:[/] {escape(str(data))}")
                     return None
                 elif kind == "done":
                     return data if isinstance(data, dict) and "answer" in data else self._result(mid)
         except (OSError, http.client.HTTPException, ValueError) as e:
-            self.out.print(f"[dim](cannot stream from the kernel: {ui_escape(str(e))}; "
+            self.out.print(f"[dim](cannot stream from the kernel: {escape(str(e))}; "
                            "waiting for the mission to finish)[/]")
         return self._poll(mid)
 
@@ -111,7 +113,7 @@ class Missions:
             r = self._result(mid)
             if r["state"] in ms.TERMINAL:
                 if r["state"] == "FAILED":
-                    self.out.print(f"[red]failed:[/] {ui_escape(r['error'] or '')}")
+                    self.out.print(f"[red]failed:[/] {escape(r['error'] or '')}")
                     return None
                 self._print_token(r["answer"])
                 return r
@@ -136,7 +138,7 @@ class Missions:
         if ref.isdigit() and 1 <= int(ref) <= len(self.shown):
             mind, key = self.shown[int(ref) - 1]
         else:
-            self.out.print(f"no exchange [{ui_escape(ref)}] in this console; :send shows numbers")
+            self.out.print(f"no exchange [{escape(ref)}] in this console; :send shows numbers")
             return False
         with self.c.img.transaction(note=f"rating of {mind} {key}") as conn:
             ledger.rate(conn.root(), mind, key, rating, note)
@@ -165,8 +167,3 @@ def events(base_url, token, mid, timeout=600):
             yield event["kind"], event["data"]
     finally:
         conn.close()
-
-
-def ui_escape(text):
-    from rich.markup import escape
-    return escape(text)

@@ -60,6 +60,7 @@ def _overlap(a, b):
 def heldout_kl(prev, new, identity, examples):
     """Mean KL(prev || new) and the perplexity ratio new/prev on held-out answers."""
     from kernel.minds import messages
+    from kernel.quant_report import kl_and_agreement
     kls, lp_prev, lp_new = [], [], []
     for msgs in examples:
         prompt = prev.chat_template(messages(identity, msgs[-2]["content"]))
@@ -69,12 +70,12 @@ def heldout_kl(prev, new, identity, examples):
         _, c_prev, d_prev = prev.logprobs(prompt, answer, full=True)
         _, c_new, d_new = new.logprobs(prompt, answer, full=True)
         n = min(len(d_prev), len(d_new))
-        kls.append((np.exp(d_prev[:n]) * (d_prev[:n] - d_new[:n])).sum(axis=1))
+        kls.append(kl_and_agreement(d_prev[:n], d_new[:n])[0])
         lp_prev.append(c_prev[:n])
         lp_new.append(c_new[:n])
     if not kls:
         return 0.0, 1.0
-    kl = float(np.maximum(np.concatenate(kls), 0).mean())
+    kl = float(np.concatenate(kls).mean())
     ratio = float(np.exp(-np.concatenate(lp_new).mean()) / np.exp(-np.concatenate(lp_prev).mean()))
     return kl, ratio
 
