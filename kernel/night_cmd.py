@@ -16,6 +16,10 @@ def add_arguments(sub, verb, ledger_sub):
                    "mind's last curation; '' for the whole ledger)")
     p.add_argument("--out", metavar="DIR", help="where the set goes (default "
                    "IMAGE/dream/MIND/gen-N)")
+    p = verb("lineage", cmd_lineage, "a mind's generations (parent, master, runtime, "
+             "adapter, gate, what serves); `batos lineage rollback MIND` serves the previous "
+             "generation again", sub, json=True)
+    p.add_argument("words", nargs="+", metavar="ARG", help="MIND, or: rollback MIND")
     p = verb("import", cmd_import, "bring past conversations into a mind's ledger: JSONL of "
              'OpenAI {"messages": [...]} or ShareGPT {"conversations": [...]}, with an '
              'optional "rating" (good/bad) per line or per assistant turn', ledger_sub, json=True)
@@ -95,3 +99,38 @@ def cmd_show(args):
     return 0
 
 
+
+
+def cmd_lineage(args):
+    from .night import lineage
+    action, mind = ("rollback", args.words[1]) if args.words[0] == "rollback" and len(
+        args.words) == 2 else ("show", args.words[0])
+    if len(args.words) > (2 if action == "rollback" else 1):
+        raise ValueError("usage: batos lineage MIND | batos lineage rollback MIND")
+    minds.check_mind(mind)
+    if action == "rollback":
+        with open_image(resolve(args.image)) as img:
+            out = lineage.rollback(img, mind)
+        if args.json:
+            ui.print_json(out)
+        else:
+            ui.out.print(f"{mind}: generation {out['from']} rolled back; generation "
+                         f"{out['to']} serves again")
+        return 0
+    with open_image(resolve(args.image), read_only=True) as img, img.view() as root:
+        rows = lineage.rows(root, mind)
+    if args.json:
+        ui.print_json(rows)
+        return 0
+    from rich.table import Table
+    t = Table("gen", "parent", "serving", "engine", "precision", "adapter", "gate", "when")
+    for r in rows:
+        gate = r.get("gate") or []
+        t.add_row(str(r["generation"]), str(r.get("parent", "-")),
+                  "[green]yes[/]" if r["serving"] else "", r.get("engine", "-"),
+                  r.get("precision", "-"),
+                  f"{r['adapter_bytes'] / 1e6:.1f} MB" if r.get("adapter_bytes") else "-",
+                  f"{sum(c['passed'] for c in gate)}/{len(gate)}" if gate else "-",
+                  r.get("promoted") or r.get("created", ""))
+    ui.out.print(t)
+    return 0
