@@ -9,7 +9,7 @@ Rejected nights go to ``mind.nights`` (time key -> record) with every failed
 check, and change nothing the mind serves.
 """
 import datetime
-import io
+import os
 import tarfile
 import time
 from pathlib import Path
@@ -43,9 +43,7 @@ def unpack_adapter(blob, dest) -> Path:
     """The adapter files back out of their blob."""
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
-    with blob.open("r") as f:
-        data = f.read()
-    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+    with blob.open("r") as f, tarfile.open(fileobj=f) as tar:
         tar.extractall(dest, filter="data")
     return dest
 
@@ -116,9 +114,8 @@ def rows(root, mind) -> list:
     for n, entry in m.lineage.items():
         row = {k: v for k, v in entry.items() if k != "adapter"}
         blob = entry.get("adapter")
-        if blob is not None:
-            with blob.open("r") as f:
-                row["adapter_bytes"] = len(f.read())
+        if blob is not None:              # its size on disk, without reading it
+            row["adapter_bytes"] = os.path.getsize(blob.committed())
         row["serving"] = n == m.generation
         out.append(row)
     return out
