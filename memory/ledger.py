@@ -45,9 +45,10 @@ def packet(embedder, mind, prompt, answer, **kw) -> Exchange:
                     kw.pop("when", None) or time.time(), **kw)
 
 
-def new_key(when) -> str:
-    """Sortable by time; the random tail keeps two writers in the same microsecond apart."""
-    return f"{int(when * 1e6):017d}-{secrets.token_hex(3)}"
+def new_key(when, tick=0) -> str:
+    """Sortable by time; the random tail keeps two writers in the same microsecond apart.
+    ``tick`` adds whole microseconds, to order a batch exactly (float times can collide)."""
+    return f"{int(when * 1e6) + tick:017d}-{secrets.token_hex(3)}"
 
 
 def record(root, exchange) -> str:

@@ -104,10 +104,10 @@ def import_transcripts(img, mind, path, embedder, progress=None) -> int:
     for i in range(0, len(exchanges), BATCH):
         batch = exchanges[i:i + BATCH]
 
-        def write(root, batch=batch):
+        def write(root, batch=batch, first=i):
             ledger = root[mind].ledger
-            for ex in batch:
-                ledger[new_key(ex.time)] = ex
+            for j, ex in enumerate(batch):       # keys in file order, to the microsecond
+                ledger[new_key(start, tick=first + j)] = ex
         img.run(write, note=f"{mind}: {len(batch)} exchanges imported from {Path(path).name}")
         if progress is not None:
             progress(len(batch))
