@@ -42,8 +42,7 @@ def new_mission(root, mind, request, *, kind="chat", history=(), options=None, s
         "options": dict(options or {}), "source": source, "state": "IDLE",
         "trail": PersistentList([("IDLE", now)]), "plan": list(plan or []), "results": [],
         "answer": None, "speaker": None, "routed_to": None, "exchanges": [],
-        "created": now, "started": None, "finished": None, "attempts": 0, "error": None,
-        "queue_key": mid})
+        "created": now, "started": None, "finished": None, "attempts": 0, "error": None})
     root["missions"][mid] = m
     root["queue"][mid] = mid
     return m
@@ -59,12 +58,17 @@ def enter(root, mission, state):
 def claim(root, mid, kernel_id):
     """Mark a queued mission as taken by a kernel (a short commit of its own); None if done."""
     m = root["missions"].get(mid)
-    if m is None or m.state in TERMINAL or m.queue_key not in root["queue"]:
+    if m is None or m.state in TERMINAL or m.id not in root["queue"]:
         return None                  # done meanwhile: nothing to run
     m.started = time.time()
     m.attempts = m.attempts + 1
     m.runner = kernel_id
     return m
+
+
+def dequeue(root, m):
+    """The mission leaves the queue (its queue key is its id)."""
+    root["queue"].pop(m.id, None)
 
 
 def queued(root, limit=100) -> list:
@@ -106,5 +110,5 @@ def record_failure(root, mid, state, reason, kernel_id=None) -> str:
         enter(root, m, "FAILED")
         m.error = reason
         m.finished = now
-        root["queue"].pop(m.queue_key, None)
+        dequeue(root, m)
     return key

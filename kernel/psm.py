@@ -30,7 +30,7 @@ from image.errors import ImageError
 from memory.ledger import Exchange, new_key, record
 
 from .context import assemble, measurer
-from .missions import TERMINAL, enter, record_failure
+from .missions import TERMINAL, dequeue, enter, record_failure
 from .plans import one_step, parse_plan
 from .tools import TOOLS
 
@@ -279,7 +279,7 @@ def complete(c):
     m = c.mission
     m.finished = time.time()
     m.usage = dict(c.usage)
-    c.root["queue"].pop(m.queue_key, None)
+    dequeue(c.root, m)
     if "audit" in c.artifacts:
         c.root["audits"][new_key(m.finished)] = PersistentMapping(c.artifacts["audit"])
 
