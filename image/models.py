@@ -148,6 +148,44 @@ def find_in_store(store, **match):
     return None
 
 
+def _alive(pid) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sweep(store, *, recorded=(), owned_by=None) -> list:
+    """Remove what interrupted work left in the store; return the paths removed.
+
+    Staging folders (``.importing-PID``, ``.quantize-...-PID``, ``.convert-...-PID``)
+    whose process is gone go. With ``owned_by``, complete models whose manifest
+    ``night`` field starts with ``owned_by`` and whose id is not in ``recorded``
+    go too: a night made them and nothing in the image points at them.
+    """
+    store, removed = Path(store), []
+    if not store.is_dir():
+        return removed
+    for path in sorted(store.iterdir()):
+        if path.name.startswith(".") and path.is_dir():
+            pid = path.name.rsplit("-", 1)[-1]
+            if pid.isdigit() and not _alive(int(pid)):
+                shutil.rmtree(path, ignore_errors=True)
+                removed.append(str(path))
+        elif owned_by is not None and (path / MANIFEST).is_file():
+            try:
+                record = json.loads((path / MANIFEST).read_text())
+            except (OSError, ValueError):
+                continue
+            if str(record.get("night", "")).startswith(owned_by) and record["id"] not in recorded:
+                shutil.rmtree(path, ignore_errors=True)
+                removed.append(str(path))
+    return removed
+
+
 def update_manifest(record, **fields):
     """Add plain-data fields (measured stats, a quality report) to a stored model's manifest."""
     record = dict(record, **fields)

@@ -10,6 +10,7 @@ updated in one short one.
 import datetime
 import importlib.util
 import logging
+import os
 import shutil
 from pathlib import Path
 
@@ -75,7 +76,7 @@ def import_model(path, store_dir, progress=None) -> dict:
         log.info("%s is already in the store as %s", path.name, hit["id"])
         return hit
     from .engines.convert import gguf_to_folder
-    staging = store_dir / f".convert-{path.stem}"
+    staging = store_dir / f".convert-{path.stem}-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     store_dir.mkdir(parents=True, exist_ok=True)
     try:
@@ -99,20 +100,20 @@ def measure(engine, folder, tokens=32) -> dict:
         model.unload()
 
 
-def build_runtime(master, store_dir, engine, progress=None) -> dict:
+def build_runtime(master, store_dir, engine, progress=None, extra=None) -> dict:
     """The engine's Q8 runtime of an FP16 master, in the store and linked to it (made once)."""
     hit = store.find_in_store(store_dir, master=master["id"], engine=engine.name)
     if hit:
         return hit
     src = store.open_checked(master)
-    staging = Path(store_dir) / f".quantize-{master['id']}-{engine.name}"
+    staging = Path(store_dir) / f".quantize-{master['id']}-{engine.name}-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     try:
         engine.quantize(src, staging)
         record = store.import_folder(
             staging, store_dir, name=f"{master['name'].removesuffix('-fp16')}-q8-{engine.name}",
             source=f"{engine.name} 8-bit quantization of {master['id']}", progress=progress,
-            extra={"master": master["id"], "engine": engine.name})
+            extra={"master": master["id"], "engine": engine.name, **(extra or {})})
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return store.update_manifest(record, stats=measure(engine, record["path"]))

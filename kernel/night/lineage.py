@@ -48,8 +48,11 @@ def unpack_adapter(blob, dest) -> Path:
     return dest
 
 
-def promote(img, mind, *, master, runtime, record, adapter=None) -> int:
-    """Serve ``runtime`` (made from ``master``) as the mind's next generation; one transaction."""
+def promote(img, mind, *, master, runtime, record, adapter=None, also=None) -> int:
+    """Serve ``runtime`` (made from ``master``) as the mind's next generation; one transaction.
+
+    ``also(root, generation)`` runs in the same transaction (the night cycle
+    closes its record and marks its examples golden there)."""
     blob = adapter_blob(adapter) if adapter else None
 
     def write(root):
@@ -66,6 +69,8 @@ def promote(img, mind, *, master, runtime, record, adapter=None) -> int:
                         "previous": {"model": m.model, "runtime": m.runtime},
                         "adapter": blob, "deployed": True, "promoted": _now()}
         m.model, m.runtime, m.generation = master["id"], runtime["id"], n
+        if also is not None:
+            also(root, n)
         return n
     return img.run(write, note=f"{mind}: generation promoted")
 
@@ -76,12 +81,14 @@ def _nights(m):
     return m.nights
 
 
-def record_night(img, mind, record) -> str:
+def record_night(img, mind, record, also=None) -> str:
     """A night that was not promoted, with its reasons; what the mind serves is unchanged."""
     def write(root):
         m = root[mind]
         key = new_key(time.time())
         _nights(m)[key] = {**record, "generation_tried": m.generation + 1, "recorded": _now()}
+        if also is not None:
+            also(root, None)
         return key
     return img.run(write, note=f"{mind}: night recorded, not promoted")
 

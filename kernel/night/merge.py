@@ -84,3 +84,32 @@ def run_merge(config: dict, out_dir, cache_dir) -> dict:
     log.info("merged into %s in %.1f s", out_dir, seconds, extra={"event": "merge",
                                                                   "seconds": seconds})
     return {"config": config, "yaml": text, "command": command, "seconds": seconds}
+
+
+def fuse_adapter(master, adapter, out_dir) -> dict:
+    """Orai's path: the adapter fused into its FP16 master (peft), saved as FP16.
+
+    Orai is not requantized, so there is no Gold Master protocol to keep: the
+    fused FP16 model is both its next master and what it runs.
+    """
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from kernel.engines import quiet_offline
+    from kernel.engines.convert import fix_rope_theta
+    quiet_offline()
+    check_fp(master, "master")
+    out_dir = Path(out_dir)
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    started = time.perf_counter()
+    model = AutoModelForCausalLM.from_pretrained(master, dtype=torch.float32)
+    model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
+    model.to(torch.float16).save_pretrained(out_dir)
+    AutoTokenizer.from_pretrained(master).save_pretrained(out_dir)
+    fix_rope_theta(out_dir)
+    seconds = round(time.perf_counter() - started, 2)
+    log.info("fused the adapter into %s in %.1f s", out_dir, seconds,
+             extra={"event": "fuse", "seconds": seconds})
+    return {"method": "fuse", "seconds": seconds}

@@ -131,7 +131,7 @@ def train_lora(master, data_dir, out_dir, cfg: TrainConfig, progress=None) -> di
         loss.backward()
         opt.step()
         opt.zero_grad()
-        curve.append(round(float(loss), 5))
+        curve.append(round(loss.item(), 5))
         if progress is not None:
             progress(step + 1, cfg.iters, curve[-1])
     model.eval()
