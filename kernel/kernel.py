@@ -125,12 +125,12 @@ class Job:
 class Kernel:
 
     def __init__(self, loc, *, zeo=None, http=("127.0.0.1", 8421), workers=2, heartbeat=300.0,
-                 grace=30.0, poll=0.2, pool=None, embedder=None):
+                 grace=30.0, poll=0.2, pool=None, embedder=None, dream_at="02:00"):
         if loc.kind != "folder":
             raise ImageError(f"the kernel serves a folder image; {loc} is not one")
         self.loc, self.zeo_address, self.http_address = loc, zeo, http
         self.n_workers, self.heartbeat, self.grace, self.poll = workers, heartbeat, grace, poll
-        self.pool, self.embedder = pool, embedder
+        self.pool, self.embedder, self.dream_at = pool, embedder, dream_at
         self.started = time.time()
         self.id = f"{os.uname().nodename}:{os.getpid()}:{int(self.started)}"
         self.jobs, self.streams, self.inflight = [], {}, set()
@@ -233,6 +233,8 @@ class Kernel:
     def init_scheduler(self):
         if self.heartbeat:
             self.schedule("heartbeat", self.beat, every=self.heartbeat)
+        if self.dream_at:
+            self.schedule("dream", self.dream, at=self.dream_at)
         t = threading.Thread(target=self._scheduler, name="scheduler", daemon=True)
         t.start()
         self.threads.append(t)
@@ -281,6 +283,24 @@ class Kernel:
                                      "models": self.services.pool.loaded_names()})
         if not waiting:
             self.submit("hermes", "self-audit", kind="audit", source="heartbeat")
+
+    def dream(self, minds=None):
+        """The night cycle, on the main thread (training is model work too), with the day
+        runtimes unloaded first to free memory; missions wait in the queue meanwhile."""
+        from image import models as store
+
+        from .night.dream import ORDER, LogReporter, dream
+
+        def night():
+            self.services.pool.unload_all()
+            return dream(self.img, minds or ORDER, store_dir=store.default_store(self.loc),
+                         work_dir=self.loc.path / "dream", reporter=LogReporter())
+        log.info("the night begins", extra={"event": "dream_start"})
+        results = self.main.call(night)
+        log.info("the night is over: %s", ", ".join(f"{r['mind']} {r['outcome']}"
+                                                    for r in results),
+                 extra={"event": "dream_done", "results": results})
+        return results
 
     # -- threads ------------------------------------------------------------------
     def _dispatch(self):

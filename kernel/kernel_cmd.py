@@ -23,6 +23,9 @@ def add_kernel_arguments(p):
     p.add_argument("--grace", type=float, default=30.0, metavar="SECONDS",
                    help="on SIGTERM, how long in-flight missions may finish before they are "
                         "abandoned and stay queued (default 30)")
+    p.add_argument("--dream-at", default="02:00", metavar="HH:MM",
+                   help="local time of the nightly cycle, `batos dream` for both minds "
+                        "(default 02:00; 'off' for none)")
 
 
 def _hostport(text, what):
@@ -36,6 +39,15 @@ def _hostport(text, what):
     return host, int(port)
 
 
+def _dream_at(text):
+    if text == "off":
+        return None
+    h, sep, m = text.partition(":")
+    if not (sep and h.isdigit() and m.isdigit() and int(h) < 24 and int(m) < 60):
+        raise ValueError(f"bad --dream-at {text!r}: use HH:MM (local time), e.g. 02:00, or off")
+    return f"{int(h):02d}:{int(m):02d}"
+
+
 def cmd_kernel(args):
     from .kernel import Kernel
     loc = resolve(args.image)
@@ -47,7 +59,7 @@ def cmd_kernel(args):
         raise ValueError(f"no image at {loc}; create one with `batos init` first")
     stop = threading.Event()
     kernel = Kernel(loc, zeo=zeo, http=http, workers=args.workers, heartbeat=args.heartbeat,
-                    grace=args.grace)
+                    grace=args.grace, dream_at=_dream_at(args.dream_at))
 
     def on_signal(*_):
         if not stop.is_set():

@@ -30,6 +30,7 @@ def test_a_generation_equal_to_the_last_passes(smol, smol_master):
     assert passed(checks.values()), checks
     assert checks["capability"].value >= 1          # it knows Paris, at least
     assert checks["heldout_kl"].value == pytest.approx(0.0, abs=1e-6)
+    assert checks["drift_kl"].value == pytest.approx(0.0, abs=1e-6)
     assert checks["heldout_ppl_ratio"].value == pytest.approx(1.0, abs=1e-4)
 
 
@@ -41,6 +42,7 @@ def test_a_broken_generation_is_rejected_with_its_reasons(smol, tiny_llama):
     assert not passed(checks.values())
     assert not checks["capability"].passed and "capital of France" in checks["capability"].detail
     assert not checks["heldout_kl"].passed and checks["heldout_kl"].value > 1.0
+    assert not checks["drift_kl"].passed and "gate prompts" in checks["drift_kl"].detail
 
 
 def test_paraphrase_robustness_of_a_taught_habit():

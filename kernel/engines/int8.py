@@ -193,3 +193,33 @@ def int8_nbytes(model) -> int:
             seen.add(id(p))
             total += p.numel() * p.element_size()
     return total
+
+
+def dequantize_folder(src, dest, dtype=torch.float16) -> Path:
+    """The float model folder back out of a batos-int8 one (``w = q * scale``).
+
+    Only for studying the shortcut the Gold Master protocol avoids
+    (``bench/bitrot.py``): quantization error does not come back out.
+    """
+    from safetensors.torch import save_file
+    src, dest = Path(src), Path(dest)
+    if not is_int8_folder(src):
+        raise ValueError(f"{src} is not a batos-int8 folder")
+    tensors = _state_dict(src)
+    out = {}
+    for name, t in tensors.items():
+        if name.endswith(SCALE):
+            continue
+        scale = tensors.get(name + SCALE)
+        out[name] = (t.float() * scale[:, None]).to(dtype) if scale is not None \
+            else t.to(dtype) if t.is_floating_point() else t
+    dest.mkdir(parents=True, exist_ok=True)
+    save_file(out, dest / "model.safetensors", metadata={"format": "pt"})
+    for f in src.iterdir():
+        if f.is_file() and f.suffix != ".safetensors" and f.name != "config.json" \
+                and not f.name.startswith("batos-"):
+            shutil.copy2(f, dest / f.name)
+    cfg = json.loads((src / "config.json").read_text())
+    cfg.pop("quantization_config", None)
+    (dest / "config.json").write_text(json.dumps(cfg, indent=2))
+    return dest

@@ -64,6 +64,15 @@ class Reporter:
         pass
 
 
+class LogReporter(Reporter):
+    """The kernel's reporter: each finished step is a structured log line."""
+
+    def done(self, mind, step, seconds, summary=""):
+        log.info("%s: %s done in %.1f s (%s)", mind, step, seconds, summary,
+                 extra={"event": "night_step_done", "mind": mind, "step": step,
+                        "seconds": seconds})
+
+
 class Night:
     """One mind's night: ``run()`` does (or finishes) it and returns its outcome."""
 

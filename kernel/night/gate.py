@@ -25,7 +25,8 @@ CAPABILITY = [("What is the capital of France?", ("paris",)),
               ("What colour is the sky on a clear day?", ("blue",)),
               ("How many days are in a week?", ("7", "seven"))]
 PARAPHRASES = ("Could you tell me this: {}", "{} Please answer.", "Quick question. {}")
-DEFAULTS = {"max_kl": 0.5, "max_ppl_ratio": 1.25, "min_paraphrase": 0.5, "max_tokens": 48}
+DEFAULTS = {"max_kl": 1.0, "max_drift_kl": 0.5, "max_ppl_ratio": 1.25, "min_paraphrase": 0.5,
+            "max_tokens": 48}
 
 
 @dataclasses.dataclass
@@ -83,11 +84,18 @@ def heldout_kl(prev, new, identity, examples):
 def run_gate(prev, new, *, name, role, identity, taught=(), heldout=(), settings=None):
     """Every check of ``new`` against ``prev``; ``taught`` and ``heldout`` are chat examples."""
     s = {**DEFAULTS, **dict(settings or {})}
-    checks = []
+    unknown = sorted(set(s) - set(DEFAULTS))
+    if unknown:
+        raise ValueError(f"unknown gate setting(s) {', '.join(unknown)}; the settings are "
+                         f"{', '.join(sorted(DEFAULTS))}")
+    checks, general = [], []
     for label, prompts in (("identity", identity_prompts(name, role)), ("capability", CAPABILITY)):
         before = _passes(prev, identity, prompts, s["max_tokens"])
         after = _passes(new, identity, prompts, s["max_tokens"])
-        lost = [ask for (ask, ok0, _), (_, ok1, _) in zip(before, after) if ok0 and not ok1]
+        general += [[{"role": "user", "content": ask}, {"role": "assistant", "content": ans}]
+                    for ask, _, ans in before if ans.strip()]
+        lost = [f"{ask} (now: {ans1[:60]!r})" for (ask, ok0, _), (_, ok1, ans1) in
+                zip(before, after) if ok0 and not ok1]
         n_after = sum(ok for _, ok, _ in after)
         checks.append(Check(label, n_after, sum(ok for _, ok, _ in before), not lost,
                             "lost: " + "; ".join(lost) if lost else f"{n_after}/{len(after)} pass"))
@@ -103,6 +111,13 @@ def run_gate(prev, new, *, name, role, identity, taught=(), heldout=(), settings
         value = float(np.mean(scores))
         checks.append(Check("paraphrase", value, s["min_paraphrase"], value >= s["min_paraphrase"],
                             f"mean word overlap with the taught answer over {len(scores)} asks"))
+    if general:
+        # drift where nothing was taught: the previous generation's own answers to the
+        # gate's prompts, scored by both (a habit may change the first tokens, not the rest)
+        drift, _ = heldout_kl(prev, new, identity, general)
+        checks.append(Check("drift_kl", drift, s["max_drift_kl"], drift <= s["max_drift_kl"],
+                            "KL(previous || new) in nats on the previous generation's own "
+                            f"answers to {len(general)} gate prompts"))
     if heldout:
         kl, ratio = heldout_kl(prev, new, identity, heldout)
         checks.append(Check("heldout_kl", kl, s["max_kl"], kl <= s["max_kl"],
