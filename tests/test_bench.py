@@ -26,3 +26,14 @@ def test_bench_memory_quick_prints_ratios():
     assert any("MRR@10" in line for line in lines)
     assert sum("ratio" in line for line in lines) >= 2
     assert lines[-1].startswith("summary:")
+
+
+@pytest.mark.slow
+def test_bench_bitrot_tiny_prints_the_ratio(tmp_path):
+    proc = subprocess.run([sys.executable, "bench/bitrot.py", "--model", "tiny", "-k", "2",
+                           "--iters", "2", "--examples", "4", "--out",
+                           str(tmp_path / "bitrot.png")], cwd=ROOT, capture_output=True,
+                          text=True, env=batos_env(), timeout=900, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip().splitlines()[-1].startswith("ratio (shortcut KL / Gold Master")
+    assert (tmp_path / "bitrot.png").stat().st_size > 10_000

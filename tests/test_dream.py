@@ -206,7 +206,7 @@ def test_a_taught_day_gives_hermes_a_habit_and_generation_1_is_promoted(tmp_path
     proc = run_batos("dream", "--mind", "hermes", "--json", env=env, timeout=1800)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout)[0]
-    assert (out["outcome"], out["generation"]) == ("promoted", 1), out
+    assert (out["outcome"], out["generation"]) == ("promoted", 1), json.dumps(out["gate"])
     gate = {c["name"]: c for c in out["gate"]}
     assert gate["identity"]["passed"] and gate["capability"]["passed"]
     with open_image(tmp_path / "image", read_only=True) as img, img.view() as root:
@@ -231,7 +231,7 @@ def test_a_poisoned_day_is_rejected_and_generation_0_keeps_serving(tmp_path):
     proc = run_batos("dream", "--mind", "hermes", "--json", env=env, timeout=1800)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout)[0]
-    assert out["outcome"] == "rejected", out
+    assert out["outcome"] == "rejected", json.dumps(out["gate"])
     with open_image(tmp_path / "image", read_only=True) as img, img.view() as root:
         h = root["hermes"]
         assert (h.model, h.runtime, h.generation) == (*served, 0)

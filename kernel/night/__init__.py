@@ -1,6 +1,7 @@
 """The night cycle ("the Twin Dream"): curate, train, merge, requantize, gate, deploy.
 
-One module per step. So far: ``transcripts`` (bring past conversations into a
-mind's ledger), ``redact`` (secrets and personal data out of training text)
-and ``curate`` (the day's exchanges into a training set, per mind).
+One module per step: ``transcripts`` (past conversations into a ledger),
+``redact``, ``curate``, ``train`` (LoRA), ``merge`` (TIES with mergekit; Orai's
+FP16 fuse), ``gate``, ``lineage`` (promote, reject, roll back), ``plot``;
+``dream`` runs them in order, recorded in the image and resumable.
 """

@@ -155,6 +155,8 @@ class Night:
             self._save_step(step, result)
             self.report.done(self.mind, step, result["seconds"], result.get("summary", ""))
         self._finish_files()
+        if outcome.get("stop"):
+            shutil.rmtree(self.dir, ignore_errors=True)    # nothing was made
         return outcome
 
     def _intact(self, step, result):

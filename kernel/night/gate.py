@@ -25,7 +25,7 @@ CAPABILITY = [("What is the capital of France?", ("paris",)),
               ("What colour is the sky on a clear day?", ("blue",)),
               ("How many days are in a week?", ("7", "seven"))]
 PARAPHRASES = ("Could you tell me this: {}", "{} Please answer.", "Quick question. {}")
-DEFAULTS = {"max_kl": 1.0, "max_drift_kl": 0.5, "max_ppl_ratio": 1.25, "min_paraphrase": 0.5,
+DEFAULTS = {"max_kl": 3.0, "max_drift_kl": 1.0, "max_ppl_ratio": 1.25, "min_paraphrase": 0.5,
             "max_tokens": 48}
 
 

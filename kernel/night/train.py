@@ -29,13 +29,15 @@ class TrainingError(ImageError):
 
 @dataclasses.dataclass
 class TrainConfig:
-    """Nightly defaults: small rank on the attention projections, a few hundred steps."""
+    """Nightly defaults: small rank on the attention projections, 50 steps (measured on the
+    bundled 135M model, 2 cores: about 2 minutes; it learns a habit, 200 steps overfit
+    and lost capability)."""
     rank: int = 8
     alpha: int = 16
     dropout: float = 0.05
     target_modules: tuple = ("q_proj", "k_proj", "v_proj", "o_proj")
     learning_rate: float = 2e-4
-    iters: int = 200
+    iters: int = 50
     batch_size: int = 4
     max_seq_len: int = 512
     mask_prompt: bool = True
