@@ -92,6 +92,7 @@ def main(argv=None):
     quiet_offline()
     out = Console(width=120)
     work = Path(args.workdir or tempfile.mkdtemp(prefix="dream-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
     minds = ("orai", "hermes") if args.minds == "both" else (args.minds,)
     loc, results, total = night(work, minds)
     t = Table("mind", "outcome", *("curate", "train", "merge", "requantize", "gate"), "night",
