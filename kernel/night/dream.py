@@ -199,20 +199,37 @@ class Night:
                 "kept": kept, "counts": card["counts"], "redactions": card["redactions"],
                 "summary": summary}
 
-    def _master(self):
+    def _context(self) -> dict:
+        """What the steps read from the mind (plain data): master, anchor, settings, engine."""
         with self.img.view() as root:
             m = root[self.mind]
             master = dict(store.find(root, m.model))
-            anchor = dict(store.find(root, m.lineage[0]["master"])) if 0 in m.lineage else master
-            settings = {k: dict(m.lookup(k, None) or {}) for k in ("training", "merge", "gate")}
-            engine = m.engine.get("name") or "auto"
-            prev = minds_mod.plan(root, self.mind)
-        return master, anchor, settings, engine, prev
+            return {"master": master,
+                    "anchor": dict(store.find(root, m.lineage[0]["master"]))
+                    if 0 in m.lineage else master,
+                    "settings": {k: dict(m.lookup(k, None) or {})
+                                 for k in ("training", "merge", "gate")},
+                    "engine": m.engine.get("name") or "auto",
+                    "serving": minds_mod.plan(root, self.mind)}
+
+    def _progress(self, step, total, fault_at):
+        """A byte counter for a store copy that reports, and dies at ``fault_at`` of
+        ``total`` under the test hook."""
+        seen = [0]
+
+        def progress(n):
+            seen[0] += n
+            self.report.advance(self.mind, step, seen[0], total)
+            mark = int(total * fault_at)
+            if seen[0] >= mark > 0 and seen[0] - n < mark:
+                _fault(step)
+        return progress
 
     def do_train(self, night, steps):
         from .train import TrainConfig, train_lora
-        master, _, settings, _, _ = self._master()
-        cfg = TrainConfig.from_settings(settings["training"])
+        ctx = self._context()
+        master = ctx["master"]
+        cfg = TrainConfig.from_settings(ctx["settings"]["training"])
         partial, final = self.dir / "adapter.partial", self.dir / "adapter"
         shutil.rmtree(partial, ignore_errors=True)
         shutil.rmtree(final, ignore_errors=True)
@@ -228,20 +245,15 @@ class Night:
 
     def _import(self, folder, name, step, extra):
         total = sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file())
-        seen = [0]
-
-        def progress(n):
-            seen[0] += n
-            self.report.advance(self.mind, step, seen[0], total)
-            if seen[0] >= total // 2 > 0 and seen[0] - n < total // 2:
-                _fault(step)
-        return store.import_folder(folder, self.store_dir, name=name, progress=progress,
+        return store.import_folder(folder, self.store_dir, name=name,
+                                   progress=self._progress(step, total, 0.5),
                                    extra={"night": f"{self.mind}/gen-{extra['generation']}",
                                           **extra})
 
     def do_merge(self, night, steps):
         from .merge import fuse_adapter, merge_config, run_merge
-        master, anchor, settings, _, _ = self._master()
+        ctx = self._context()
+        master, anchor, settings = ctx["master"], ctx["anchor"], ctx["settings"]
         n, merged = night["generation"], self.dir / "merged"
         adapter = self.dir / "adapter"
         if self.mind == "orai":
@@ -263,16 +275,9 @@ class Night:
 
     def do_requantize(self, night, steps):
         master = steps["merge"]["master"]
-        _, _, _, engine_name, _ = self._master()
-        eng = get_engine(engine_name)
-        seen = [0]
-        total = master["size"]
-
-        def progress(n):
-            seen[0] += n
-            self.report.advance(self.mind, "requantize", seen[0], total)
-            if seen[0] >= total // 4 > 0 and seen[0] - n < total // 4:
-                _fault("requantize")
+        eng = get_engine(self._context()["engine"])
+        # the Q8 copy is smaller than the master: a quarter of its size is surely reached
+        progress = self._progress("requantize", master["size"], 0.25)
         runtime = minds_mod.build_runtime(master, self.store_dir, eng, progress, extra={
             "night": f"{self.mind}/gen-{night['generation']}", "generation": night["generation"]})
         return {"runtime": runtime, "summary": f"{runtime['name']} ({runtime['id']})"}
@@ -280,7 +285,8 @@ class Night:
     def do_gate(self, night, steps):
         from .gate import passed, run_gate
         from .train import read_set
-        _, _, settings, engine_name, prev_plan = self._master()
+        ctx = self._context()
+        settings, engine_name, prev_plan = ctx["settings"], ctx["engine"], ctx["serving"]
         new_rec = (steps.get("requantize") or {}).get("runtime") or steps["merge"]["master"]
         with self.img.view() as root:
             m = root[self.mind]
@@ -319,7 +325,7 @@ class Night:
                   "dataset": {"examples": cur["examples"], "valid": cur["valid"],
                               "counts": cur["counts"], "redactions": cur["redactions"],
                               "dir": str(self.dir / "set")},
-                  "training": {k: v for k, v in steps["train"]["training"].items()},
+                  "training": steps["train"]["training"],
                   "merge": {k: steps["merge"].get(k) for k in ("method", "yaml", "command")},
                   "hashes": {"master": master["sha256"], "runtime": runtime["sha256"]},
                   "gate": gate["checks"], "timings": timings, "night_started": night["started"],
