@@ -34,7 +34,8 @@ FORBIDDEN_NAMES = frozenset({
     "breakpoint", "input", "help", "exit", "quit", "memoryview", "type", "object",
     "super", "dir", "classmethod", "staticmethod", "property", "__builtins__",
     "__loader__", "__spec__", "getattribute", "reload", "execfile", "file",
-    "note_changed",      # inserted by the sandbox's rewrite only
+    # inserted by the sandbox's rewrite only
+    "note_changed", "limit_tick", "limit_op", "limit_fmt", "limit_counted",
 })
 FRAME_ATTRIBUTES = frozenset({
     "gi_frame", "gi_code", "gi_yieldfrom", "gi_running", "cr_frame", "cr_code",

@@ -13,7 +13,7 @@ from pathlib import Path
 from rich.markup import escape
 from rich.table import Table
 
-from prototypes import Method, UvmObject
+from prototypes import Method, UvmObject, extension
 from prototypes.bootstrap import well_known
 
 from . import ui
@@ -22,6 +22,9 @@ HELP = """\
 Python runs against the live image; `root` and the well-known prototypes
 (traits, mind, orai, hermes, state, states, memory, lineage) are bound.
 Every input is one transaction: committed on success, aborted on error.
+A message no object understands (`calc.double(21)`) asks Hermes to write the
+method; the guardians vet it, it is installed and the call is re-sent
+(off: `extension.enabled = False`, or `OBJ.extensible = False`).
 
   :inspect OBJ          slots (own and inherited) and parents of OBJ
   :define OBJ NAME      type a method (a whole `def`, or just its body), end
@@ -33,12 +36,15 @@ Every input is one transaction: committed on success, aborted on error.
   :send MIND TEXT       a mission for hermes (the majordomo, may hand it to orai)
                         or orai; runs through the PSM, streams, lands in the ledger
   :missions [N]         the last N missions and their states
+  :methods OBJ [NAME]   OBJ's methods with who wrote them; with NAME, every
+                        version's source, prompt answers and guardian verdicts
+  :revert OBJ NAME      restore the previous version of OBJ's method NAME
   :rate N GOOD|BAD [note]  the owner's verdict on exchange N (numbered by :send)
   :help                 this text
   :quit                 leave (also Ctrl-D)
 """
 COMMANDS = (":inspect", ":define", ":snapshot", ":memory", ":ask", ":send", ":missions",
-            ":rate", ":help", ":quit")
+            ":rate", ":methods", ":revert", ":help", ":quit")
 
 
 def history_path():
@@ -58,8 +64,10 @@ class Console:
         self.namespace = {"root": root, "img": img, "UvmObject": UvmObject, "Method": Method,
                           **well_known(root)}
         self.tm.abort()
+        from .console_methods import ConsoleExtension
         from .console_missions import Missions
         self.missions = Missions(self)
+        self.extension = ConsoleExtension(self)
 
     # -- behaviour (testable without a terminal) ------------------------------
     def execute(self, text):
@@ -87,12 +95,14 @@ class Console:
         return result
 
     def _run_python(self, text):
-        try:
-            code = compile(text, "<console>", "eval")
-        except SyntaxError:
-            exec(compile(text, "<console>", "exec"), self.namespace)
-            return None
-        return eval(code, self.namespace)
+        self.extension.remember_input(text)
+        with extension.using(self.extension.extender()):
+            try:
+                code = compile(text, "<console>", "eval")
+            except SyntaxError:
+                exec(compile(text, "<console>", "exec"), self.namespace)
+                return None
+            return eval(code, self.namespace)
 
     def _error(self, e):
         tb = traceback.extract_tb(e.__traceback__)
@@ -127,6 +137,10 @@ class Console:
             self.memory(rest)
         elif cmd == ":ask":
             self.ask(rest)
+        elif cmd == ":methods":
+            self.extension.methods(rest)
+        elif cmd == ":revert":
+            self.extension.revert(rest)
         elif cmd in (":send", ":missions", ":rate"):
             try:
                 return getattr(self.missions, cmd[1:])(rest)

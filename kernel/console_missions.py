@@ -60,12 +60,17 @@ class Missions:
     def _print_token(self, piece):
         self.out.print(piece, end="", markup=False, highlight=False)
 
-    def _run_here(self, mid):
+    def local_services(self):
+        """Models and the embedder of this process (loaded on first use)."""
         if self.services is None:
             from memory.embed import get_embedder
 
             from .pool import ModelPool
             self.services = Services(ModelPool(), get_embedder())
+        return self.services
+
+    def _run_here(self, mid):
+        self.local_services()
 
         def on_event(kind, data):
             if kind == "token":

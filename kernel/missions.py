@@ -22,7 +22,7 @@ from prototypes.bootstrap import QUEUE_HEAD
 
 from .minds import MINDS
 
-KINDS = ("chat", "task", "audit")
+KINDS = ("chat", "task", "audit", "extend")
 TERMINAL = ("COMPLETE", "FAILED")
 MAX_ATTEMPTS = 3        # a mission that took the kernel down this often is failed, not retried
 

@@ -225,7 +225,9 @@ def decompose(c):
             steps, note = one_step(m.request, mind), "chat"
         else:
             prompt = m.prompt.format(request=m.request, max_steps=5, other=OTHER[mind].capitalize(),
-                                     tools=", ".join(sorted(c.services.tools)))
+                                     tools=", ".join(sorted(
+                                         t for t, f in c.services.tools.items()
+                                         if not getattr(f, "internal", False))))
             text, _ = c.generate(mind, prompt, memories=False, ledger_prompt=False)
             steps, why = parse_plan(text, m.request, mind, tools=c.services.tools)
             note = why or "planned by " + mind
@@ -262,7 +264,7 @@ def synthesize(c):
     speaker = c.speaker
     if len(results) == 1 and results[0]["do"] in ("answer", "ask"):
         answer = results[0]["output"]
-    elif m.kind == "audit":
+    elif m.kind in ("audit", "extend"):
         answer = results[0]["output"]
         c.say(answer)
     else:

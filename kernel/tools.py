@@ -66,3 +66,6 @@ def self_audit(ctx, text=""):
             f"({', '.join(f'{k} {v}' for k, v in sorted(report['recent_states'].items()))}), "
             f"{report['failures']} failures; ledgers orai {report['ledgers']['orai']}, hermes "
             f"{report['ledgers']['hermes']}; {report['rss_bytes'] / 2**20:.0f} MiB resident")
+
+
+from . import extend as _extend  # noqa: E402,F401  (registers the extend tool)

@@ -7,11 +7,19 @@ import logging
 
 from BTrees.IOBTree import IOBTree
 from BTrees.OOBTree import OOBTree
+from persistent.list import PersistentList
 from persistent.mapping import PersistentMapping
+
+from guardians import limits
 
 from image.errors import ImageVersionError
 from image.meta import META_KEY, SCHEMA_VERSION, ensure_meta, schema_version
 
+from .extension import DEFAULTS as DNU_DEFAULTS
+from .extension import EXAMPLES as DNU_EXAMPLES
+from .extension import PROMPT as DNU_PROMPT
+from .extension import RETRY as DNU_RETRY
+from .extension import RULES as DNU_RULES
 from .method import Method
 from .object import UvmObject
 
@@ -35,7 +43,7 @@ PSM_STATES = ("IDLE", "DECOMPOSING", "DELEGATING", "SYNTHESIZING", "COMPLETE", "
 CONTAINERS = ("missions", "queue", "failures", "audits")
 QUEUE_HEAD = ""
 WELL_KNOWN = ("traits", "mind", "orai", "hermes", "state", "states", "memory", "lineage",
-              *CONTAINERS)
+              "extension", *CONTAINERS)
 
 # The PSM's prompts are slots of the state prototypes: read and changed at runtime.
 STATE_PROMPTS = {
@@ -97,8 +105,15 @@ def _make(root):
     minds["hermes"].set_slot("routing", PersistentMapping(ROUTING))
     memory = UvmObject(**{"name": "memory", "parent*": traits, "corpora": OOBTree(),
                           "mounts": PersistentMapping()})
+    traits.set_slot("method_limits", PersistentMapping(limits.DEFAULTS))
+    extension = UvmObject(**{
+        "name": "extension", "parent*": traits,
+        "doc": "Self-extension: who writes a method a message lacks, and what they are told.",
+        **DNU_DEFAULTS, "prompt": DNU_PROMPT, "retry": DNU_RETRY, "rules": DNU_RULES,
+        "examples": PersistentList(DNU_EXAMPLES)})
     return {"traits": traits, "mind": mind, "orai": minds["orai"], "hermes": minds["hermes"],
             "state": state, "states": states, "memory": memory, "lineage": lineage,
+            "extension": extension,
             **{name: OOBTree({QUEUE_HEAD: None} if name == "queue" else {})
                for name in CONTAINERS}}
 
@@ -112,6 +127,8 @@ def _upgrades(root) -> list:
         todo.append("routing")
     if "queue" in root and QUEUE_HEAD not in root["queue"]:
         todo.append("queue head")
+    if "traits" in root and root["traits"].lookup("method_limits", None) is None:
+        todo.append("method limits")
     return todo
 
 
@@ -121,6 +138,8 @@ def _upgrade(root, todo):
             root["hermes"].set_slot("routing", PersistentMapping(ROUTING))
         elif name == "queue head":
             root["queue"][QUEUE_HEAD] = None
+        elif name == "method limits":
+            root["traits"].set_slot("method_limits", PersistentMapping(limits.DEFAULTS))
         else:
             root["states"][name].prompt = STATE_PROMPTS[name]
 

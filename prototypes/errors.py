@@ -38,3 +38,15 @@ def _short(obj):
         return type(obj).short_name(obj)     # not obj.short_name: no slot lookup here
     except Exception:   # an unloadable or foreign object still gets a name
         return object.__repr__(obj)
+
+
+class ExtensionFailed(RuntimeError):
+    """Self-extension could not answer a message; the image is as it was.
+
+    ``reasons`` are the guardians' (or the failure's) last reasons, as text;
+    ``attempts`` one plain record per answer the mind gave.
+    """
+
+    def __init__(self, message, *, selector, reasons=(), attempts=()):
+        self.selector, self.reasons, self.attempts = selector, list(reasons), list(attempts)
+        super().__init__(message + "".join(f"\n  {r}" for r in self.reasons))

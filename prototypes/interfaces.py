@@ -40,3 +40,22 @@ class IPrototype(Interface):
 
     def define(name, source, provenance=None):
         """Vet source with both guardians, then install it as a method slot."""
+
+
+class IExtender(Interface):
+    """Where a message nobody understands goes (``prototypes.extension.using``).
+
+    Rules:
+    - ``accepts`` is asked on the read that missed, so it must be cheap and
+      must not write; False means a plain DoesNotUnderstand.
+    - ``handle`` gets the reified Message (receiver, selector, args, kwargs,
+      site) when the ``Send`` is called; its return value is the call's
+      value. On failure it raises ExtensionFailed and leaves the image as
+      it was.
+    """
+
+    def accepts(receiver, selector):
+        """True if this message should be answered by writing a method."""
+
+    def handle(message):
+        """Answer the message (write, vet, install, re-send) and return the result."""

@@ -1,8 +1,18 @@
-"""Methods are slots holding source text; the compiled function is volatile."""
+"""Methods are slots holding source text; the compiled function is volatile.
+
+A call from outside method code runs under the guardians' limits (a time
+budget, an allocation and an output ceiling; ``guardians.limits``) read
+from the ``method_limits`` slot in the receiver's chain, and inside a
+savepoint: if the call raises, whatever it wrote is rolled back, so a
+failing method leaves the image as it was.
+"""
+import logging
 import time
 import types
 
 from persistent import Persistent
+
+log = logging.getLogger(__name__)
 
 
 class Method(Persistent):
@@ -11,16 +21,28 @@ class Method(Persistent):
     The compiled function lives in ``_v_function`` and is never persisted.
     ``provenance`` records who wrote the source and when; it is read-only
     (methods can reach it, and must not rewrite their own history).
+    ``previous`` is the version this one replaced (None for the first), so
+    every earlier version is kept and can be restored (``revert``).
     """
+    previous = None        # images from before versions were kept load with none
 
-    def __init__(self, name, source, provenance=None):
+    def __init__(self, name, source, provenance=None, previous=None):
         self.name = name
         self.source = source
         self._provenance = dict(provenance or {}, installed=time.time())
+        self.previous = previous
 
     @property
     def provenance(self):
         return types.MappingProxyType(self._provenance)
+
+    def versions(self) -> list:
+        """This version, then each earlier one, newest first."""
+        out, m = [], self
+        while m is not None:
+            out.append(m)
+            m = m.previous
+        return out
 
     def __setattr__(self, name, value):
         if name == "source":                  # new source: the compiled cache is stale
@@ -44,13 +66,25 @@ class Method(Persistent):
 
 class BoundMethod:
     """A method slot bound to the receiver the message was sent to (Self semantics)."""
-    __slots__ = ("receiver", "method")
+    __slots__ = ("method", "receiver")
 
     def __init__(self, receiver, method):
         self.receiver, self.method = receiver, method
 
     def __call__(self, *args, **kw):
-        return self.method.function()(self.receiver, *args, **kw)
+        from guardians import limits
+        fn = self.method.function()
+        if limits.current() is not None:           # called from method code: its budget
+            return fn(self.receiver, *args, **kw)
+        receiver = self.receiver
+        settings = receiver.lookup("method_limits", None)
+        savepoint = savepoint_of(receiver)
+        try:
+            return limits.call(fn, (receiver, *args), kw, settings,
+                               what=f"{receiver.short_name()}.{self.method.name}")
+        except BaseException:
+            undo_to(savepoint, receiver)
+            raise
 
     @property
     def source(self):
@@ -58,3 +92,41 @@ class BoundMethod:
 
     def __repr__(self):
         return f"<bound {self.method!r} of {self.receiver.short_name()}>"
+
+
+def savepoint_of(obj):
+    """A savepoint of the transaction ``obj``'s connection is in (None: not in an image)."""
+    jar = obj._p_jar
+    if jar is None:
+        return None
+    try:
+        return jar.transaction_manager.get().savepoint(optimistic=True)
+    except Exception as e:   # no transaction begun (explicit mode) or a manager without savepoints
+        log.debug("no savepoint around a method call: %s", e)
+        return None
+
+
+def undo_to(savepoint, obj):
+    if savepoint is None:
+        return
+    try:
+        savepoint.rollback()
+    except TypeError:        # a data manager that cannot roll back: the transaction must not commit
+        obj._p_jar.transaction_manager.get().doom()
+
+
+def revert(obj, name):
+    """Restore the previous version of ``obj``'s own method ``name``; return it (None: removed).
+
+    A method with no earlier version is removed, so the message is not
+    understood again.
+    """
+    from .errors import SlotError
+    current = obj._slots.data.get(name)
+    if not isinstance(current, Method):
+        raise SlotError(f"{obj.short_name()} has no own method {name!r}")
+    if current.previous is None:
+        obj.remove_slot(name)
+        return None
+    obj.set_slot(name, current.previous)
+    return current.previous

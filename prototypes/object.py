@@ -8,8 +8,10 @@ at run time. Lookup order for ``obj.name`` (the rule, written once):
    ancestor searched once (first hit wins, so diamonds are fine); a parent
    that leads back onto the current search path is a DelegationCycle;
 3. ``doesNotUnderstand``: a ``doesNotUnderstand`` method slot found in the
-   chain gets the reified Message; without one a DoesNotUnderstand
-   (an AttributeError) names the selector and the chain searched.
+   chain gets the reified Message; else an extender installed by the host
+   (``prototypes.extension``) that accepts the message makes the read a
+   ``Send``, which asks a mind for the method when called; else a
+   DoesNotUnderstand (an AttributeError) names the selector and the chain.
 
 The names of the UvmObject API (``clone``, ``lookup``, ``slot_names``, ...)
 are reserved: no slot may take one. Names starting with ``_`` are never
@@ -28,6 +30,7 @@ import keyword
 from persistent import GHOST, Persistent
 from zope.interface import implementer
 
+from . import extension
 from .errors import DelegationCycle, DoesNotUnderstand, SlotError
 from .interfaces import IPrototype
 from .method import BoundMethod, Method
@@ -38,10 +41,16 @@ _MISSING = object()
 
 
 class Message:
-    """A reified message: what doesNotUnderstand receives."""
+    """A reified message: what doesNotUnderstand receives.
 
-    def __init__(self, receiver, selector, chain):
+    ``args``/``kwargs`` are known when the message was sent as a call (the
+    extension hook); a ``doesNotUnderstand`` method slot is asked on the read
+    itself, so it gets none. ``site`` is ``file:line: source`` when known.
+    """
+
+    def __init__(self, receiver, selector, chain, args=(), kwargs=None, site=None):
         self.receiver, self.selector, self.chain = receiver, selector, chain
+        self.args, self.kwargs, self.site = tuple(args), dict(kwargs or {}), site
 
     def __repr__(self):
         return f"<Message {self.selector!r} to {self.receiver.short_name()}>"
@@ -241,7 +250,9 @@ class UvmObject(Persistent):
         from guardians import vet
         verdict = vet(source, receiver=self, name=name)
         verdict.raise_if_rejected()
-        method = Method(name, verdict.source, provenance)
+        old = self._slots.data.get(name)
+        method = Method(name, verdict.source, provenance,
+                        previous=old if isinstance(old, Method) else None)
         method.function()          # compile now: a method that cannot compile is not installed
         self.set_slot(name, method)
         return method
@@ -315,6 +326,9 @@ def _not_understood(receiver, selector):
     handler = receiver.lookup("doesNotUnderstand", None)
     if isinstance(handler, Method):
         return BoundMethod(receiver, handler)(Message(receiver, selector, chain))
+    extender = extension.current()
+    if extender is not None and extender.accepts(receiver, selector):
+        return extension.Send(extender, receiver, selector, chain)
     raise DoesNotUnderstand(receiver, selector, chain)
 
 

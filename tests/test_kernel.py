@@ -88,6 +88,38 @@ def test_two_consoles_and_the_kernel_see_each_others_commits(kernel):
         b_img.close()
 
 
+def test_an_attached_console_has_the_kernel_write_a_missing_method(kernel):
+    """Mission mode on the bundled model: a verified method, or a clear failure and no change."""
+    import io
+
+    from rich.console import Console as RichConsole
+
+    from image import open_image
+    from kernel.console import Console
+    img = open_image("zeo://" + kernel.zeo)
+    text = io.StringIO()
+    con = Console(img, out=RichConsole(file=text, width=200))
+    try:
+        con.execute("root['calc'] = UvmObject(**{'name': 'calc', 'parent*': traits, 'base': 10})")
+        con.execute("extension.max_tokens = 160")
+        result = con.execute("root['calc'].double(21)")
+        shown = text.getvalue()
+        mid = shown.split("mission ")[1].split()[0]
+        assert "asks the kernel to write it" in shown
+        state = con.execute(f"root['missions']['{mid}'].state")
+        method = con.execute("root['calc'].lookup('double', None)")
+        if result == 42:
+            assert state == "COMPLETE" and method.provenance["mission"] == mid
+            assert con.execute("root['calc'].double(5)") == 10
+        else:
+            assert result is None and "ExtensionFailed" in text.getvalue(), text.getvalue()
+            assert state == "FAILED" and method is None
+            assert con.execute("sorted(root['calc'].slot_names())") == ["base", "name", "parent*"]
+    finally:
+        con.close()
+        img.close()
+
+
 def test_sigkill_mid_mission_then_restart(image_with_models):
     from image import open_image
     from kernel.missions import queued

@@ -1,0 +1,413 @@
+"""Run-time limits for sandboxed methods: a wall-clock budget and an allocation/output ceiling.
+
+RestrictedPython sets no CPU, memory or time limits, so every call into
+method code made from outside a method (``BoundMethod.__call__``) runs under
+a ``Budget``; calls made from inside it share that budget. The budget is
+enforced in-process, in layers:
+
+- **ticks**: the sandbox's rewrite puts ``limit_tick()`` at the top of every
+  function and loop body; comprehensions and the builtins that consume
+  iterables go through ``metered_iter``, which ticks per item. Ticks read
+  the clock, and less often how far the process's resident memory has grown
+  since the call began (tracemalloc would be exact but made allocating loops
+  14x slower, measured);
+- **amplifiers** (``*``, ``**``, ``<<`` and ``%`` on sequences and ints,
+  padding methods, ``bytes(n)``, format widths, ``range``, ``math.factorial``)
+  check the size of their result before computing it, so a single huge
+  operation is refused instead of run;
+- **output**: a result bigger than the ceiling is refused.
+
+Exceeding a limit raises ``LimitExceeded`` (an ``Exception``) and keeps
+raising at every later tick of that call, so method code that catches it
+cannot keep running. Left out, said plainly: a single C-level call that is
+slow without allocating (a sort of a list within the ceiling, say) runs to
+its end; resident memory is the process's, so another thread loading a model
+during a call counts against it; a separate worker process with rlimits
+would be the complete answer.
+"""
+import builtins
+import math
+import operator
+import os
+import sys
+import threading
+import time
+
+DEFAULTS = {"seconds": 2.0, "memory_mb": 64.0, "output_kb": 1024.0}
+# Multiplying two ints of 2M bits takes ~50 ms; 8x that, ~1.5 s (Karatsuba).
+INT_BITS = 1 << 21
+_TICK_EVERY = 32          # the clock is read on one tick in this many
+_RSS_EVERY = 256          # resident memory on one in this many (a read of /proc)
+_SMALL = 1 << 16          # results smaller than this are not sized against memory
+_local = threading.local()
+
+
+class LimitExceeded(RuntimeError):
+    """A method call ran past its time budget or its allocation/output ceiling."""
+
+    def __init__(self, kind, message):
+        self.kind = kind
+        super().__init__(message)
+
+
+class Budget:
+    __slots__ = ("base", "deadline", "memory", "output", "seconds", "ticks", "tripped")
+
+    def __init__(self, limits):
+        settings = check(limits)
+        self.seconds = settings["seconds"]
+        self.memory = int(settings["memory_mb"] * 2**20)
+        self.output = int(settings["output_kb"] * 2**10)
+        self.deadline = time.monotonic() + self.seconds
+        self.base = rss()
+        self.ticks = 0
+        self.tripped = None
+
+    def allocated(self):
+        return rss() - self.base
+
+    def check(self):
+        if self.tripped is not None:
+            raise LimitExceeded(*self.tripped)
+        if time.monotonic() > self.deadline:
+            self.trip("time", f"the call ran past its {self.seconds:g} s budget")
+        if self.ticks % _RSS_EVERY == 0 and self.allocated() > self.memory:
+            self.trip("memory", f"the call allocated more than its {_mb(self.memory)} ceiling")
+
+    def reserve(self, nbytes, what):
+        """Refuse an operation whose result would take ``nbytes``."""
+        if nbytes < _SMALL:
+            return
+        used = max(self.allocated(), 0)
+        if nbytes > self.memory - used:
+            self.trip("memory", f"{what} would need {_mb(nbytes)}; the call has "
+                                f"{_mb(max(self.memory - used, 0))} left of its "
+                                f"{_mb(self.memory)} allocation ceiling")
+
+    def int_bits(self, bits, what):
+        """Refuse an integer result so big that arithmetic on it takes seconds."""
+        if bits > INT_BITS:
+            self.trip("size", f"{what} would be an integer of about {bits:,} bits "
+                              f"(at most {INT_BITS:,} in a method)")
+        self.reserve(bits // 8, what)
+
+    def trip(self, kind, message):
+        self.tripped = (kind, message)
+        raise LimitExceeded(kind, message)
+
+
+
+_statm = None
+
+
+def rss():
+    """Resident bytes of this process (Linux /proc; elsewhere the peak from getrusage)."""
+    global _statm
+    try:
+        if _statm is None:
+            _statm = os.open("/proc/self/statm", os.O_RDONLY)
+        return int(os.pread(_statm, 128, 0).split()[1]) * _PAGE
+    except (OSError, ValueError, IndexError):
+        import resource
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak if sys.platform == "darwin" else peak * 1024
+
+
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+def _mb(n):
+    return f"{n / 2**20:.1f} MB"
+
+
+def check(limits) -> dict:
+    """Validated limits: DEFAULTS updated by ``limits`` (unknown keys refused)."""
+    settings = dict(DEFAULTS)
+    for key, value in dict(limits or {}).items():
+        if key not in DEFAULTS:
+            raise ValueError(f"unknown method limit {key!r}; the limits are "
+                             f"{', '.join(DEFAULTS)}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            raise ValueError(f"method limit {key} must be a positive number, not {value!r}")
+        settings[key] = float(value)
+    return settings
+
+
+def current():
+    return getattr(_local, "budget", None)
+
+
+def call(fn, args, kw, limits=None, *, what="method"):
+    """Run ``fn(*args, **kw)`` under a budget (the caller's, when one is running).
+
+    ``SystemExit``, ``KeyboardInterrupt`` and ``GeneratorExit`` raised inside
+    become ``LimitExceeded``: method code never stops its host.
+    """
+    if current() is not None:
+        return fn(*args, **kw)
+    budget = _local.budget = Budget(limits)
+    try:
+        try:
+            result = fn(*args, **kw)
+        except (SystemExit, KeyboardInterrupt, GeneratorExit) as e:
+            raise LimitExceeded("interrupt", f"{what} raised {type(e).__name__}; "
+                                             "method code cannot stop its host") from None
+        if budget.tripped is not None:       # tripped, caught inside, and returned anyway
+            raise LimitExceeded(*budget.tripped)
+        size = measure(result, budget.output)
+        if size > budget.output:
+            raise LimitExceeded("output", f"{what} returned more than its "
+                                          f"{budget.output // 1024} KB output ceiling")
+        return result
+    finally:
+        _local.budget = None
+
+
+def measure(value, ceiling):
+    """Roughly the bytes ``value`` holds (containers followed), stopping past ``ceiling``."""
+    total, todo, seen = 0, [value], set()
+    while todo and total <= ceiling:
+        v = todo.pop()
+        if id(v) in seen:
+            continue
+        seen.add(id(v))
+        total += sys.getsizeof(v, 64)
+        if isinstance(v, dict):
+            todo.extend(v.keys())
+            todo.extend(v.values())
+        elif isinstance(v, (list, tuple, set, frozenset)):
+            todo.extend(v)
+    return total
+
+
+# -- what the rewritten code calls ---------------------------------------------
+def limit_tick():
+    b = getattr(_local, "budget", None)
+    if b is not None:
+        b.ticks += 1
+        if b.tripped is not None or b.ticks % _TICK_EVERY == 0:
+            b.check()
+
+
+class Counted:
+    """A ``for`` loop's iterable: its body ticks, so its items need no metering."""
+    __slots__ = ("obj",)
+
+    def __init__(self, obj):
+        self.obj = obj
+
+
+def metered_iter(obj):
+    if type(obj) is Counted:
+        return iter(obj.obj)
+    it = iter(obj)
+    if getattr(_local, "budget", None) is None:
+        return it
+    return _metered(it)
+
+
+def _metered(it):
+    for item in it:
+        limit_tick()
+        yield item
+
+
+def _seq_bytes(seq, times):
+    if isinstance(seq, str):
+        unit = 4 if any(ord(c) > 0xFFFF for c in seq[:64]) else (2 if not seq.isascii() else 1)
+        return len(seq) * unit * times
+    if isinstance(seq, (bytes, bytearray)):
+        return len(seq) * times
+    return len(seq) * 8 * times
+
+
+def limit_op(op, a, b):
+    """``a <op> b`` for the operators that can amplify, sized first (and a tick)."""
+    budget = current()
+    if budget is not None:
+        limit_tick()
+        _size_op(budget, op, a, b)
+    return _OPS[op](a, b)
+
+
+def _size_op(budget, op, a, b):
+    seq = (str, bytes, bytearray, list, tuple)
+    if op == "*":
+        if isinstance(a, seq) and isinstance(b, int):
+            budget.reserve(_seq_bytes(a, b), "repeating a sequence")
+        elif isinstance(b, seq) and isinstance(a, int):
+            budget.reserve(_seq_bytes(b, a), "repeating a sequence")
+        elif isinstance(a, int) and isinstance(b, int):
+            budget.int_bits(abs(a).bit_length() + abs(b).bit_length(), "this product")
+    elif op == "**" and isinstance(a, int) and isinstance(b, int) and b > 0 and abs(a) > 1:
+        budget.int_bits(abs(a).bit_length() * b, "this power")
+    elif op == "<<" and isinstance(a, int) and isinstance(b, int) and a:
+        budget.int_bits(abs(a).bit_length() + b, "this shift")
+    elif op == "%" and isinstance(a, (str, bytes)):
+        values = b if isinstance(b, tuple) else (b,)
+        budget.reserve(_width_bytes(a, values), "this %-format")
+
+
+_OPS = {"*": operator.mul, "**": operator.pow, "<<": operator.lshift, "%": operator.mod}
+
+
+def _width_bytes(template, values):
+    """The widest width or precision a %-format asks for (``*`` takes it from the values)."""
+    import re
+    widths = [int(w) for w in re.findall(r"%[-#0 +]*(\d+)", str(template))]
+    widths += [int(w) for w in re.findall(r"\.(\d+)", str(template))]
+    if "*" in str(template):
+        widths += [v for v in values if isinstance(v, int)]
+    return max(widths, default=0) * 4
+
+
+def limit_fmt(value, conversion, spec):
+    """An f-string field with a format spec: the width is sized first."""
+    if conversion == 114:
+        value = repr(value)
+    elif conversion == 115:
+        value = str(value)
+    elif conversion == 97:
+        value = ascii(value)
+    _size_spec(spec)
+    return format(value, spec)
+
+
+def _size_spec(spec):
+    budget = current()
+    if budget is not None and isinstance(spec, str):
+        import re
+        nums = [int(n) for n in re.findall(r"\d+", spec)]
+        if nums:
+            budget.reserve(max(nums) * 4, "this format width")
+
+
+def _padding(name):
+    def pad(text, width, *rest):
+        budget = current()
+        if budget is not None and isinstance(width, int):
+            budget.reserve(_seq_bytes(text[:1] or " ", width) + len(text), f"str.{name}")
+        return getattr(text, name)(width, *rest)
+    return pad
+
+
+PADDING = frozenset({"ljust", "rjust", "center", "zfill", "expandtabs"})
+
+
+def padding_method(obj, name):
+    """``obj.ljust`` and friends, sized first (called by the sandbox's getattr)."""
+    method = _padding(name)
+    return lambda *args: method(obj, *args)
+
+
+# -- builtins that consume or create iterables ---------------------------------
+class BigRange:
+    """A range too long to hand to C code whole: iteration is metered."""
+    __slots__ = ("r",)
+
+    def __init__(self, r):
+        self.r = r
+
+    def __iter__(self):
+        return metered_iter(self.r)
+
+    def __reversed__(self):
+        return metered_iter(reversed(self.r))
+
+    def __len__(self):
+        return len(self.r)
+
+    def __getitem__(self, i):
+        out = self.r[i]
+        return limited_range_of(out) if isinstance(out, range) else out
+
+    def __contains__(self, x):
+        return x in self.r
+
+    def index(self, x):
+        return self.r.index(x)
+
+    def count(self, x):
+        return self.r.count(x)
+
+    def __repr__(self):
+        return repr(self.r)
+
+
+def limited_range_of(r):
+    return r if len(r) <= 100_000 else BigRange(r)
+
+
+def limited_range(*args):
+    return limited_range_of(range(*args))
+
+
+def _consuming(fn):
+    """``fn`` with its iterable argument metered (min/max of several values are left as they are)."""
+    def wrapper(*args, **kw):
+        if len(args) == 1 or (args and fn not in (builtins.min, builtins.max)):
+            args = (metered_iter(args[0]),) + args[1:]
+        return fn(*args, **kw)
+    wrapper.__name__ = fn.__name__
+    return wrapper
+
+
+def _sized_bytes(kind):
+    def make(*args, **kw):
+        budget = current()
+        if budget is not None and args and isinstance(args[0], int):
+            budget.reserve(args[0], f"{kind.__name__}({args[0]})")
+        return kind(*args, **kw)
+    make.__name__ = kind.__name__
+    return make
+
+
+def _limited_iter(*args):
+    if len(args) > 1:       # iter(callable, sentinel): endless until the sentinel
+        return metered_iter(iter(*args))
+    return metered_iter(args[0])
+
+
+def _limited_format(value, spec=""):
+    _size_spec(spec)
+    return format(value, spec)
+
+
+def _limited_pow(base, exp, mod=None):
+    if mod is None:
+        return limit_op("**", base, exp)
+    return pow(base, exp, mod)
+
+
+LIMITED_BUILTINS = {
+    **{f.__name__: _consuming(f) for f in (
+        builtins.sum, builtins.min, builtins.max, builtins.sorted, builtins.list, builtins.tuple,
+        builtins.set, builtins.frozenset, builtins.any, builtins.all, builtins.enumerate)},
+    "range": limited_range, "iter": _limited_iter, "bytes": _sized_bytes(bytes),
+    "bytearray": _sized_bytes(bytearray), "format": _limited_format, "pow": _limited_pow,
+}
+
+
+class _Math:
+    """The math module, with the functions whose cost grows with their argument bounded."""
+
+    def __init__(self):
+        for name in dir(math):
+            if not name.startswith("_"):
+                setattr(self, name, getattr(math, name))
+        self.factorial = self._bounded(math.factorial, "factorial")
+        self.comb = self._bounded(math.comb, "comb")
+        self.perm = self._bounded(math.perm, "perm")
+        self.prod = lambda it, **kw: math.prod(metered_iter(it), **kw)
+
+    @staticmethod
+    def _bounded(fn, name, most=20_000):
+        def bounded(n, *rest):
+            if isinstance(n, int) and n > most and current() is not None:
+                current().trip("time", f"math.{name}({n}) is too costly for a method "
+                                       f"(at most {most})")
+            return fn(n, *rest)
+        return bounded
+
+
+MATH = _Math()
