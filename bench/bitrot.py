@@ -12,7 +12,13 @@ Per generation: the relative weight error ||W - W_ref|| / ||W_ref|| over
 the quantized matrices, and KL(reference || served) of the next-token
 distributions on fixed prompts (teacher forcing on the reference's greedy
 answers). Prints a table and the last line is the ratio of the shortcut's
-KL to the Gold Master's at generation K; writes a PNG.
+KL to the Gold Master's at generation K; writes a PNG. It also prints what
+each lineage's last generation answers to two prompts: distance from the
+reference is not quality. Every adapter here is trained on the base and
+teaches the same habit, so the FP16 lineage stacks it K times (measured: by
+generation 5 on the bundled model it answers nonsense); a study of what a
+lineage *retains* would train each night's adapter on that lineage's own
+master, with a different lesson each night.
 
     python bench/bitrot.py [--generations 5] [--model PATH|tiny] [--iters 20]
 """
@@ -146,6 +152,8 @@ def main(argv=None):
         rows.append(row)
         print(f"generation {k}: gold KL {row['gold_kl']:.3e}, shortcut KL "
               f"{row['shortcut_kl']:.3e}", flush=True)
+        if k == len(adapters):          # distance is not quality: show what each one says
+            _samples(eng, {"FP16 reference": ref, "Gold Master (Q8)": gold, "shortcut (Q8)": short})
         stale = [work / f"short-{k - 1}-deq", work / f"short-{k}-fp", work / "cache", gold,
                  work / f"short-{k - 1}"] + ([work / f"ref-{k - 1}"] if k > 1 else [])
         for old in stale:
@@ -178,6 +186,15 @@ def _model(which, work):
         if (smol / name).exists():
             shutil.copy(smol / name, out / name)
     return out
+
+
+def _samples(eng, folders):
+    """Greedy answers of each lineage's last generation to two prompts."""
+    for label, folder in folders.items():
+        m = eng.load(folder)
+        for q in (PROMPTS[0], PROMPTS[4]):
+            print(f"{label}: {q} -> {m.generate([{'role': 'user', 'content': q}], max_tokens=24)!r}")
+        m.unload()
 
 
 def _table(rows):
