@@ -38,7 +38,7 @@ class ConsoleExtension:
         linecache.cache["<console>"] = (len(text), None, text.splitlines(True), "<console>")
 
     def _ask(self, root, mind, prompt, history, max_tokens):
-        ask = extend.pool_asker(self.c.missions.local_services().pool)
+        ask = extend.pool_asker(self.c.missions.local_pool())
         with self.out.status(f"{mind} is writing the method…"):
             return ask(root, mind, prompt, history, max_tokens)
 

@@ -25,6 +25,7 @@ class Missions:
         self.turns = {"orai": [], "hermes": []}   # this console's conversation, per mind
         self.shown = []                            # (mind, exchange key), numbered from 1
         self.services = None
+        self._pool = None
 
     @property
     def out(self):
@@ -64,10 +65,17 @@ class Missions:
         """Models and the embedder of this process (loaded on first use)."""
         if self.services is None:
             from memory.embed import get_embedder
-
-            from .pool import ModelPool
-            self.services = Services(ModelPool(), get_embedder())
+            self.services = Services(self.local_pool(), get_embedder())
         return self.services
+
+    def local_pool(self):
+        """The models of this process, without loading the embedder (self-extension needs none)."""
+        if self.services is not None:
+            return self.services.pool
+        if self._pool is None:
+            from .pool import ModelPool
+            self._pool = ModelPool()
+        return self._pool
 
     def _run_here(self, mid):
         self.local_services()
