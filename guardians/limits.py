@@ -97,16 +97,18 @@ class Budget:
 
 
 
-_statm = None
+_statm = (None, None)       # (pid, fd): a forked child must not read its parent's file
 
 
 def rss():
     """Resident bytes of this process (Linux /proc; elsewhere the peak from getrusage)."""
     global _statm
     try:
-        if _statm is None:
-            _statm = os.open("/proc/self/statm", os.O_RDONLY)
-        return int(os.pread(_statm, 128, 0).split()[1]) * _PAGE
+        pid, fd = _statm
+        if pid != os.getpid():
+            fd = os.open("/proc/self/statm", os.O_RDONLY)
+            _statm = (os.getpid(), fd)
+        return int(os.pread(fd, 128, 0).split()[1]) * _PAGE
     except (OSError, ValueError, IndexError):
         import resource
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

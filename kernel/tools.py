@@ -3,8 +3,9 @@
 A tool is ``fn(ctx, text) -> str``; ``ctx`` is the running cycle (its root,
 services and mission). Registering a name twice is an error, loudly.
 """
-import os
 import time
+
+from guardians.limits import rss
 
 TOOLS = {}
 
@@ -27,15 +28,8 @@ def now(ctx, text=""):
 
 
 def rss_bytes():
-    """Resident memory of this process (Linux /proc, else the peak from getrusage)."""
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError):
-        import resource
-        import sys
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        return peak if sys.platform == "darwin" else peak * 1024
+    """Resident memory of this process (the reading the method limits use)."""
+    return rss()
 
 
 def audit(root, loaded=(), exclude=None) -> dict:
@@ -68,4 +62,4 @@ def self_audit(ctx, text=""):
             f"{report['ledgers']['hermes']}; {report['rss_bytes'] / 2**20:.0f} MiB resident")
 
 
-from . import extend as _extend  # noqa: E402,F401  (registers the extend tool)
+from . import extend as _extend  # noqa: F401  (registers the extend tool)
