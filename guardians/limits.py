@@ -284,22 +284,17 @@ def _size_spec(spec):
             budget.reserve(max(nums) * 4, "this format width")
 
 
-def _padding(name):
-    def pad(text, width, *rest):
+PADDING = frozenset({"ljust", "rjust", "center", "zfill", "expandtabs"})
+
+
+def padding_method(text, name):
+    """``text.ljust`` and friends, sized first (called by the sandbox's getattr)."""
+    def pad(width, *rest):
         budget = current()
         if budget is not None and isinstance(width, int):
             budget.reserve(_seq_bytes(text[:1] or " ", width) + len(text), f"str.{name}")
         return getattr(text, name)(width, *rest)
     return pad
-
-
-PADDING = frozenset({"ljust", "rjust", "center", "zfill", "expandtabs"})
-
-
-def padding_method(obj, name):
-    """``obj.ljust`` and friends, sized first (called by the sandbox's getattr)."""
-    method = _padding(name)
-    return lambda *args: method(obj, *args)
 
 
 # -- builtins that consume or create iterables ---------------------------------

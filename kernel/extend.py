@@ -29,7 +29,7 @@ from zope.interface import implementer
 from prototypes import ExtensionFailed, Method, UvmObject
 from prototypes.extension import DEFAULTS, EXAMPLES, PROMPT, RETRY, RULES
 from prototypes.interfaces import IExtender
-from prototypes.method import BoundMethod, savepoint_of, undo_to
+from prototypes.method import BoundMethod, install, savepoint_of, undo_to
 
 from .tools import register
 
@@ -37,17 +37,23 @@ log = logging.getLogger("batos.extend")
 
 
 # -- settings ------------------------------------------------------------------
-def settings_of(receiver, check=True) -> dict:
-    """The ``extension`` prototype's settings for ``receiver``'s image (defaults outside one)."""
-    out = dict(DEFAULTS, prompt=PROMPT, retry=RETRY, rules=RULES, examples=list(EXAMPLES))
+def _prototype(receiver):
+    """``root['extension']`` of ``receiver``'s image (None outside one)."""
     jar = receiver._p_jar
     proto = jar.root().get("extension") if jar is not None else None
-    if isinstance(proto, UvmObject):
+    return proto if isinstance(proto, UvmObject) else None
+
+
+def settings_of(receiver) -> dict:
+    """The ``extension`` prototype's settings for ``receiver``'s image (defaults outside one)."""
+    out = dict(DEFAULTS, prompt=PROMPT, retry=RETRY, rules=RULES, examples=list(EXAMPLES))
+    proto = _prototype(receiver)
+    if proto is not None:
         for key in out:
             value = proto.lookup(key, None)
             if value is not None:
                 out[key] = value
-    return check_settings(out) if check else out
+    return check_settings(out)
 
 
 def check_settings(s) -> dict:
@@ -74,7 +80,8 @@ def accepts(receiver, selector) -> bool:
         return False
     if not receiver.lookup("extensible", True):
         return False
-    return bool(settings_of(receiver, check=False)["enabled"])
+    proto = _prototype(receiver)     # asked on every miss: read only the switch
+    return bool(proto.lookup("enabled", True) if proto is not None else DEFAULTS["enabled"])
 
 
 # -- the prompt and the answer -------------------------------------------------
@@ -243,11 +250,8 @@ def extend(message, ask, *, progress=None, mission=None):
         provenance["mission"] = mission
         savepoint = savepoint_of(obj)
         old = obj._slots.data.get(selector)
-        method = Method(selector, source, provenance,
-                        previous=old if isinstance(old, Method) else None)
         try:
-            method.function()
-            obj.set_slot(selector, method)
+            method = install(obj, selector, source, provenance)
             log.info("extension: installed %s.%s", obj.short_name(), selector,
                      extra={"event": "extension_installed", "selector": selector,
                             "mind": provenance["mind"], "generation": provenance["generation"]})
@@ -295,7 +299,7 @@ class Extender:
         return extend(message, self.ask, progress=self.progress)
 
 
-def pool_asker(pool, *, around=None):
+def pool_asker(pool):
     """An ``ask`` on a ModelPool's runtimes (the deployed generation of each mind)."""
     def ask(root, mind, prompt, history, max_tokens):
         model, lock, info = pool.get(root, mind)

@@ -115,6 +115,15 @@ def undo_to(savepoint, obj):
         obj._p_jar.transaction_manager.get().doom()
 
 
+def install(obj, name, source, provenance=None):
+    """Compile vetted ``source`` and make it ``obj``'s method ``name``, keeping the one it replaces."""
+    old = obj._slots.data.get(name)
+    method = Method(name, source, provenance, previous=old if isinstance(old, Method) else None)
+    method.function()          # compile now: a method that cannot compile is not installed
+    obj.set_slot(name, method)
+    return method
+
+
 def revert(obj, name):
     """Restore the previous version of ``obj``'s own method ``name``; return it (None: removed).
 

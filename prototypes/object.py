@@ -33,7 +33,7 @@ from zope.interface import implementer
 from . import extension
 from .errors import DelegationCycle, DoesNotUnderstand, SlotError
 from .interfaces import IPrototype
-from .method import BoundMethod, Method
+from .method import BoundMethod, Method, install
 from .slots import Slots, is_parent_name
 
 _psa = Persistent.__setattr__
@@ -250,12 +250,7 @@ class UvmObject(Persistent):
         from guardians import vet
         verdict = vet(source, receiver=self, name=name)
         verdict.raise_if_rejected()
-        old = self._slots.data.get(name)
-        method = Method(name, verdict.source, provenance,
-                        previous=old if isinstance(old, Method) else None)
-        method.function()          # compile now: a method that cannot compile is not installed
-        self.set_slot(name, method)
-        return method
+        return install(self, name, verdict.source, provenance)
 
     # -- persistence ----------------------------------------------------------
     def __getstate__(self):
