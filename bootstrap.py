@@ -61,7 +61,7 @@ def main(argv=None):
     if Path(sys.prefix).resolve() != VENV.resolve():
         install()
         os.execv(str(PY), [str(PY), str(Path(__file__).resolve()), *sys.argv[1:]])
-    from kernel.cli import main as batos
+    from batos.cli import main as batos
     image = ["--image", args.image] if args.image else []
     code = batos(["init", *image])
     if code or args.no_console:

@@ -54,7 +54,7 @@ def write_set(folder, examples):
 
 def weights(folder):
     """The float weight matrices of a folder (int8 ones dequantized)."""
-    from kernel.engines.int8 import SCALE, _state_dict
+    from mindhost.engines.int8 import SCALE, _state_dict
     t = _state_dict(folder)
     out = {}
     for name, w in t.items():
@@ -75,7 +75,7 @@ def weight_error(ref, other):
 def output_kl(ref_model, model, answers):
     import numpy as np
 
-    from kernel.quant_report import kl_and_agreement
+    from mindhost.quant_report import kl_and_agreement
     kls = []
     for prompt, answer in answers:
         _, _, d_ref = ref_model.logprobs(prompt, answer, full=True)
@@ -86,7 +86,7 @@ def output_kl(ref_model, model, answers):
 
 
 def merge(anchor, master, adapter, out, cache):
-    from kernel.night.merge import merge_config, run_merge
+    from night.merge import merge_config, run_merge
     run_merge(merge_config(anchor, master, adapter), out, cache)
     return out
 
@@ -102,9 +102,9 @@ def main(argv=None):
     p.add_argument("--workdir", default=None)
     args = p.parse_args(argv)
 
-    from kernel.engines import get_engine, quiet_offline
-    from kernel.engines.int8 import dequantize_folder
-    from kernel.night.train import TrainConfig, train_lora
+    from mindhost.engines import get_engine, quiet_offline
+    from mindhost.engines.int8 import dequantize_folder
+    from night.train import TrainConfig, train_lora
     quiet_offline()
     eng = get_engine("torch")
     work = Path(args.workdir or tempfile.mkdtemp(prefix="bitrot-"))
@@ -170,7 +170,7 @@ def main(argv=None):
 
 def _model(which, work):
     """The bundled SmolLM2 as FP16, or a tiny random Llama with its tokenizer."""
-    from kernel.minds import bundled_gguf, import_model
+    from mindhost.minds import bundled_gguf, import_model
     smol = Path(import_model(bundled_gguf(), work / "store")["path"])
     if which != "tiny":
         return smol

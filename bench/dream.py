@@ -3,7 +3,7 @@
 1. A fresh image with the bundled SmolLM2 for both minds, the scripted
    habit day (36 rated exchanges) in each ledger, one `batos dream`: the wall
    time of every step of each mind's night.
-2. The merge step again, ours (`kernel.night.merge.run_merge`, in-process)
+2. The merge step again, ours (`night.merge.run_merge`, in-process)
    against `mergekit-yaml` on the saved YAML (same inputs, a subprocess that
    also pays its start-up), interleaved: ratio ours / CLI.
 3. The bytes our merge reads and writes (/proc/self/io rchar/wchar) against
@@ -54,13 +54,13 @@ def disk_throughput(folder, mb=512):
 
 def night(work, minds):
     from bench.data.habit_day import HABIT, QA
-    from image import models as store
     from image import open_image
-    from kernel import minds as minds_mod
-    from kernel.night.dream import dream
-    from kernel.night.transcripts import import_transcripts
+    from kernel.schema import bootstrap
     from memory.embed import get_embedder
-    from prototypes.bootstrap import bootstrap
+    from mindhost import minds as minds_mod
+    from mindhost import store
+    from night.dream import dream
+    from night.transcripts import import_transcripts
     loc = work / "image"
     day = work / "day.jsonl"
     day.write_text("".join(json.dumps({"messages": [
@@ -87,8 +87,8 @@ def main(argv=None):
     from rich.console import Console
     from rich.table import Table
 
-    from kernel.engines import quiet_offline
-    from kernel.night.merge import run_merge
+    from mindhost.engines import quiet_offline
+    from night.merge import run_merge
     quiet_offline()
     out = Console(width=120)
     work = Path(args.workdir or tempfile.mkdtemp(prefix="dream-bench-"))

@@ -22,8 +22,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from kernel import minds
-from kernel.engines import engines_report, get_engine, has_metal
+from mindhost import minds
+from mindhost.engines import engines_report, get_engine, has_metal
 
 PROMPTS = ["Tell me about the history of Paris.", "Explain how a bicycle works.",
            "Write a short story about a lighthouse keeper.", "What makes a good friend?"]

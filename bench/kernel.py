@@ -26,7 +26,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE.parent / "tests"))
 
-from kernel import minds
+from mindhost import minds
 
 PROMPT = "Tell me about the history of Paris."
 MIND = "hermes"
@@ -35,7 +35,7 @@ MIND = "hermes"
 def make_image(folder, store):
     from image import open_image
     from kernel.api_token import ensure_token
-    from prototypes.bootstrap import bootstrap
+    from kernel.schema import bootstrap
     with open_image(folder, create=True) as img:
         bootstrap(img)
         for mind in minds.needs_models(img):

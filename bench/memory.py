@@ -19,7 +19,6 @@ for a smaller run. The last line is a one-line summary.
 import argparse
 import importlib
 import json
-import os
 import pydoc
 import re
 import shutil
@@ -34,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 
 from image import open_image  # noqa: E402
-from prototypes.bootstrap import bootstrap  # noqa: E402
+from kernel.schema import bootstrap  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 DOC_CAP = 20_000        # characters per module page (pydoc pages run to 255k with inherited members)

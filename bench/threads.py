@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from kernel import minds
+from mindhost import minds
 
 
 def on_thread(fn):
@@ -50,7 +50,7 @@ def main(argv=None):
     ap.add_argument("--store", help="model store to reuse (default: a temporary one)")
     args = ap.parse_args(argv)
     from image import open_image
-    from prototypes.bootstrap import bootstrap
+    from kernel.schema import bootstrap
     with tempfile.TemporaryDirectory() as tmp:
         with open_image(Path(tmp) / "image", create=True) as img:
             bootstrap(img)

@@ -7,8 +7,8 @@ never compiled into a callable, never installed and never persisted.
 """
 import ast
 
-from .verdict import GuardianRejection, Reason, Verdict
 from . import covenant, security
+from .verdict import GuardianRejection, Reason, Verdict
 
 __all__ = ["vet", "Verdict", "Reason", "GuardianRejection"]
 

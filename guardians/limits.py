@@ -33,6 +33,8 @@ import sys
 import threading
 import time
 
+from image.errors import SettingsError
+
 DEFAULTS = {"seconds": 2.0, "memory_mb": 64.0, "output_kb": 1024.0}
 # Multiplying two ints of 2M bits takes ~50 ms; 8x that, ~1.5 s (Karatsuba).
 INT_BITS = 1 << 21
@@ -125,13 +127,17 @@ def _mb(n):
 def check(limits) -> dict:
     """Validated limits: DEFAULTS updated by ``limits`` (unknown keys refused)."""
     settings = dict(DEFAULTS)
+    problems = []
     for key, value in dict(limits or {}).items():
         if key not in DEFAULTS:
-            raise ValueError(f"unknown method limit {key!r}; the limits are "
-                             f"{', '.join(DEFAULTS)}")
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-            raise ValueError(f"method limit {key} must be a positive number, not {value!r}")
-        settings[key] = float(value)
+            problems.append(f"unknown setting {key!r}")
+        elif isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            problems.append(f"{key} must be a positive number, not {value!r}")
+        else:
+            settings[key] = float(value)
+    if problems:      # the same error, worded the same way, as every other settings slot
+        raise SettingsError("method_limits has bad settings: " + "; ".join(problems)
+                            + f". The settings are: {', '.join(DEFAULTS)}")
     return settings
 
 

@@ -24,8 +24,11 @@ import string
 from persistent.list import PersistentList
 from persistent.mapping import PersistentMapping
 from RestrictedPython import compile_restricted
-from RestrictedPython.Guards import (guarded_iter_unpack_sequence, guarded_unpack_sequence,
-                                     safe_builtins)
+from RestrictedPython.Guards import (
+    guarded_iter_unpack_sequence,
+    guarded_unpack_sequence,
+    safe_builtins,
+)
 from RestrictedPython.PrintCollector import PrintCollector
 
 from . import covenant, limits, security

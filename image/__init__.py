@@ -1,6 +1,14 @@
 """The living image: one ZODB database over a folder, memory or ZEO."""
-from .errors import (HistoryUnavailable, ImageCorrupt, ImageError, ImageLocked,
-                     ImageNotFound, ImageVersionError, MissingBlob, SnapshotError)
+from .errors import (
+                     HistoryUnavailable,
+                     ImageCorrupt,
+                     ImageError,
+                     ImageLocked,
+                     ImageNotFound,
+                     ImageVersionError,
+                     MissingBlob,
+                     SnapshotError,
+)
 from .image import Image, open_image
 from .location import Location, default_image_dir, resolve
 

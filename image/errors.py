@@ -43,3 +43,7 @@ class SnapshotError(ImageError):
 
 class HistoryUnavailable(ImageError):
     """The requested point in history has been packed away."""
+
+
+class SettingsError(ImageError, ValueError):
+    """A settings slot (or option) with an unknown key or a value of the wrong type."""

@@ -3,14 +3,14 @@ import contextlib
 import logging
 
 import transaction
-import ZODB
 from zope.interface import implementer
 
+from . import classes
+from . import meta as _meta
 from .errors import HistoryUnavailable, ImageError
 from .interfaces import IImage
 from .location import Location, resolve
 from .storage import open_storage
-from . import meta as _meta
 
 log = logging.getLogger(__name__)
 CACHE_SIZE = 20_000     # objects per connection
@@ -143,7 +143,8 @@ def open_image(spec=None, *, create=False, read_only=False) -> Image:
     try:
         # A prototype is two records (object + slot mapping); ZODB's default
         # cache of 400 objects per connection would keep re-loading them.
-        db = ZODB.DB(storage, cache_size=CACHE_SIZE, large_record_size=1 << 24)
+        # classes.DB: records of moved classes load through the rename map
+        db = classes.DB(storage, cache_size=CACHE_SIZE, large_record_size=1 << 24)
     except Exception as e:
         storage.close()
         if isinstance(e, ImageError):

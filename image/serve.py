@@ -27,8 +27,8 @@ def serve(loc: Location, address=None):
     ``(host, port)``. The address is published in ``IMAGE/serve.json`` so that
     a locked-image error can tell others how to attach.
     """
-    import ZEO
     import zc.lockfile
+    import ZEO
     if address is None:
         address = default_socket(loc)
     # ZEO opens the storage in a thread of its own, where a lock error only

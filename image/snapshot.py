@@ -15,12 +15,12 @@ import re
 import shutil
 from pathlib import Path
 
-from zope.interface import implementer
 from ZODB.POSException import POSKeyError
 from ZODB.TimeStamp import TimeStamp
 from ZODB.utils import oid_repr
+from zope.interface import implementer
 
-from . import dump
+from . import classes, dump
 from .blobs import missing
 from .errors import ImageError, SnapshotError
 from .files import copy_hashed, sha256_file, write_json_atomic
@@ -224,8 +224,7 @@ def _blob_revisions(storage, tid):
 
 
 def _schema_version(storage, tid):
-    import ZODB
-    db = ZODB.DB(storage)
+    db = classes.DB(storage)
     try:
         conn = db.open(at=tid)
         meta = conn.root().get(META_KEY)

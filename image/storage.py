@@ -5,9 +5,9 @@ import logging
 import os
 from pathlib import Path
 
+from . import repair
 from .errors import ImageError, ImageLocked, ImageNotFound
 from .location import DATA_FS, SERVE_FILE, Location
-from . import repair
 
 log = logging.getLogger(__name__)
 
@@ -28,10 +28,10 @@ def open_storage(loc: Location, *, create=False, read_only=False):
 
 
 def _open_file(loc: Location, *, create, read_only):
-    from ZODB.FileStorage import FileStorage
-    from ZODB.FileStorage.format import CorruptedError
-    from ZODB.FileStorage.FileStorage import FileStorageError
     import zc.lockfile
+    from ZODB.FileStorage import FileStorage
+    from ZODB.FileStorage.FileStorage import FileStorageError
+    from ZODB.FileStorage.format import CorruptedError
 
     if not loc.data_fs.exists():
         if not create or read_only:
@@ -117,6 +117,7 @@ def locked_error(loc: Location) -> ImageLocked:
 
 def _open_zeo(loc: Location, read_only):
     import hashlib
+
     import ZEO
     addr = loc.address
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "batos" / (

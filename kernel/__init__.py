@@ -1,1 +1,9 @@
-"""The kernel side: CLI, console, (later) the PSM, kernel process and engines."""
+"""The kernel: the long-running process and its prototypal state machine.
+
+``kernel.py`` (start-up in ordered ``init_*`` steps, workers, scheduler,
+shutdown), ``psm.py`` (one cognitive cycle = one transaction), ``missions``
+(the persistent queue), ``plans`` and ``tools`` (what a step may do),
+``extend`` (self-extension: doesNotUnderstand becomes a mission),
+``http_api`` (the OpenAI-compatible endpoint) and ``schema`` (the whole
+root of well-known prototypes, assembled from each package's part).
+"""

@@ -19,6 +19,7 @@ for the kernel and waits for it (a console attached over ZEO), and
 ``submit``/``wait`` do the same for any other caller.
 """
 import ast
+import dataclasses
 import logging
 import re
 import textwrap
@@ -26,12 +27,13 @@ import time
 
 from zope.interface import implementer
 
+from mindhost.minds import MINDS
 from prototypes import ExtensionFailed, Method, UvmObject
+from prototypes import settings as st
+from prototypes.display import short_repr
 from prototypes.extension import DEFAULTS, EXAMPLES, PROMPT, RETRY, RULES
 from prototypes.interfaces import IExtender
 from prototypes.method import BoundMethod, install, savepoint_of, undo_to
-
-from .tools import register
 
 log = logging.getLogger("batos.extend")
 
@@ -44,33 +46,34 @@ def _prototype(receiver):
     return proto if isinstance(proto, UvmObject) else None
 
 
+@dataclasses.dataclass(frozen=True)
+class ExtensionSettings:
+    """The ``extension`` prototype's slots: who writes a missing method, and what it is told."""
+    enabled: bool = DEFAULTS["enabled"]           # off: every miss is a plain DoesNotUnderstand
+    mind: str = st.choice(DEFAULTS["mind"], MINDS)
+    retries: int = st.number(DEFAULTS["retries"], min=0)   # rewrites after a rejection
+    max_tokens: int = st.number(DEFAULTS["max_tokens"], min=1)
+    prompt: str = PROMPT
+    retry: str = RETRY
+    rules: str = RULES
+    examples: tuple[str, ...] = st.listing(EXAMPLES)
+
+
 def settings_of(receiver) -> dict:
     """The ``extension`` prototype's settings for ``receiver``'s image (defaults outside one)."""
-    out = dict(DEFAULTS, prompt=PROMPT, retry=RETRY, rules=RULES, examples=list(EXAMPLES))
     proto = _prototype(receiver)
+    data = {}
     if proto is not None:
-        for key in out:
-            value = proto.lookup(key, None)
+        for f in dataclasses.fields(ExtensionSettings):
+            value = proto.lookup(f.name, None)
             if value is not None:
-                out[key] = value
-    return check_settings(out)
+                data[f.name] = list(value) if f.name == "examples" else value
+    return check_settings(data)
 
 
-def check_settings(s) -> dict:
+def check_settings(data) -> dict:
     """Refuse settings a person mistyped in the image, saying which and what is expected."""
-    from .minds import MINDS
-    problems = []
-    if s["mind"] not in MINDS:
-        problems.append(f"mind is {s['mind']!r}; it must be one of {', '.join(MINDS)}")
-    for key, low in (("retries", 0), ("max_tokens", 1)):
-        if isinstance(s[key], bool) or not isinstance(s[key], int) or s[key] < low:
-            problems.append(f"{key} is {s[key]!r}; it must be a whole number ≥ {low}")
-    for key in ("prompt", "retry", "rules"):
-        if not isinstance(s[key], str):
-            problems.append(f"{key} must be text, not {type(s[key]).__name__}")
-    if problems:
-        raise ValueError("root['extension'] has bad settings: " + "; ".join(problems))
-    return s
+    return st.plain(st.check(ExtensionSettings, data, where="root['extension']"))
 
 
 def accepts(receiver, selector) -> bool:
@@ -86,7 +89,6 @@ def accepts(receiver, selector) -> bool:
 
 # -- the prompt and the answer -------------------------------------------------
 def _short(value, width=80):
-    from .console import short_repr
     text = short_repr(value)
     return text if len(text) <= width else text[:width - 1] + "…"
 
@@ -302,10 +304,10 @@ class Extender:
 def pool_asker(pool):
     """An ``ask`` on a ModelPool's runtimes (the deployed generation of each mind)."""
     def ask(root, mind, prompt, history, max_tokens):
-        model, lock, info = pool.get(root, mind)
+        info = pool.describe(root, mind)
         messages = [{"role": "system", "content": info["identity"]}, *history,
                     {"role": "user", "content": prompt}]
-        with lock:
+        with pool.lease(info) as model:
             text = "".join(model.stream(messages, max_tokens=max_tokens, temperature=0.0))
         return text, {"generation": info["generation"], "model": info.get("model")}
     return ask
@@ -390,8 +392,7 @@ class MissionExtender:
         return wait(self.img, mid, on_state=self.on_state)
 
 
-@register("extend", doc="Write a missing method (extend missions only).")
-def extend_tool(ctx, text):
+def run_step(ctx, text):
     """The step of an ``extend`` mission: write, install and re-send, in the cycle's transaction."""
     from image.errors import ImageError
     from prototypes.object import Message
@@ -414,5 +415,3 @@ def extend_tool(ctx, text):
     m.value_repr = repr(result)[:2000]
     return m.value_repr
 
-
-extend_tool.internal = True      # not offered to minds planning a task

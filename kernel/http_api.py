@@ -18,8 +18,8 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from image.errors import ImageError
+from mindhost import minds
 
-from . import minds
 from . import missions as ms
 
 log = logging.getLogger("batos.http")
@@ -67,8 +67,7 @@ class Api:
 
     def do_embed(self, texts):
         svc = self.kernel.services
-        with svc.embed_lock:
-            vecs = svc.embedder.encode(texts)
+        vecs = svc.embedder.encode(texts)       # serialised inside the embedder
         return vecs, svc.embedder.path.name
 
     def do_events(self, mid):

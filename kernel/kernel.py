@@ -18,9 +18,11 @@ import time
 from image import open_image
 from image.errors import ImageError, ImageLocked
 from image.meta import get_meta
+from mindhost.pool import ModelPool
+from prototypes import settings as st
 
 from . import missions as ms
-from .pool import ModelPool
+from .options import KernelOptions, options
 from .psm import Cancelled, CycleFailed, Services, run_mission
 from .tools import rss_bytes
 
@@ -110,6 +112,8 @@ class Job:
     def _next(self, now):
         if self.every is not None:
             return now + self.every
+        if self.at == "now":            # once, right away
+            return now if not hasattr(self, "next") else float("inf")
         h, m = map(int, self.at.split(":"))
         t = time.localtime(now)
         due = time.mktime((t.tm_year, t.tm_mon, t.tm_mday, h, m, 0, 0, 0, -1))
@@ -124,19 +128,24 @@ class Job:
 
 class Kernel:
 
-    def __init__(self, loc, *, zeo=None, http=("127.0.0.1", 8421), workers=2, heartbeat=300.0,
-                 grace=30.0, poll=0.2, pool=None, embedder=None, dream_at="02:00"):
+    def __init__(self, loc, opts=None, *, pool=None, embedder=None, **overrides):
+        """``opts``: KernelOptions (or plain data); keyword overrides win over it."""
         if loc.kind != "folder":
             raise ImageError(f"the kernel serves a folder image; {loc} is not one")
-        self.loc, self.zeo_address, self.http_address = loc, zeo, http
-        self.n_workers, self.heartbeat, self.grace, self.poll = workers, heartbeat, grace, poll
-        self.pool, self.embedder, self.dream_at = pool, embedder, dream_at
+        opts = options(opts if not isinstance(opts, KernelOptions) else st.plain(opts),
+                       **overrides)
+        self.opts, self.loc = opts, loc
+        self.zeo_address, self.http_address = opts.zeo_address(), opts.http_address()
+        self.n_workers, self.heartbeat = opts.workers, opts.heartbeat
+        self.grace, self.poll, self.dream_at = opts.grace, opts.poll, opts.dream_time()
+        self.pool, self.embedder = pool, embedder
         self.started = time.time()
         self.id = f"{os.uname().nodename}:{os.getpid()}:{int(self.started)}"
         self.jobs, self.streams, self.inflight = [], {}, set()
         self.work = queue.Queue()
         self.wake = threading.Event()
         self.stopping = threading.Event()
+        self.night_cancel = threading.Event()     # SIGTERM: the night stops between steps
         self.threads = []
         self.main = MainThread()
         self.stop_server = self.img = self.http = self.logfile = None
@@ -189,7 +198,7 @@ class Kernel:
         addr = self.zeo_address
         spec = f"zeo://{addr}" if isinstance(addr, str) else f"zeo://{addr[0]}:{addr[1]}"
         self.img = open_image(spec)
-        from prototypes.bootstrap import bootstrap
+        from kernel.schema import bootstrap
         bootstrap(self.img)
 
     def init_services(self):
@@ -287,16 +296,21 @@ class Kernel:
     def dream(self, minds=None):
         """The night cycle, on the main thread (training is model work too), with the day
         runtimes unloaded first to free memory; missions wait in the queue meanwhile."""
-        from image import models as store
-
-        from .night.dream import ORDER, LogReporter, dream
+        from mindhost import store
+        from night.dream import ORDER, LogReporter, NightInterrupted, dream
 
         def night():
             self.services.pool.unload_all()
             return dream(self.img, minds or ORDER, store_dir=store.default_store(self.loc),
-                         work_dir=self.loc.path / "dream", reporter=LogReporter())
+                         work_dir=self.loc.path / "dream", reporter=LogReporter(),
+                         cancel=self.night_cancel, skip_unready=True)
         log.info("the night begins", extra={"event": "dream_start"})
-        results = self.main.call(night)
+        try:
+            results = self.main.call(night)
+        except NightInterrupted as e:
+            log.warning("the night was interrupted: %s; the next run resumes it", e,
+                        extra={"event": "dream_interrupted"})
+            return []
         log.info("the night is over: %s", ", ".join(f"{r['mind']} {r['outcome']}"
                                                     for r in results),
                  extra={"event": "dream_done", "results": results})
@@ -379,6 +393,8 @@ class Kernel:
     def request_stop(self):
         """From a signal handler: the main thread may be mid-generation, so the grace
         period starts now, on a timer, and cancels what is still running when it ends."""
+        self.night_cancel.set()
+
         def cancel_late():
             if self.inflight:
                 self.services.cancel.set()
@@ -399,6 +415,7 @@ class Kernel:
             return
         log.info("kernel stopping", extra={"event": "stopping", "inflight": sorted(self.inflight)})
         self.stopping.set()
+        self.night_cancel.set()
         self.wake.set()
         services = getattr(self, "services", None)
         if services is not None:

@@ -16,13 +16,15 @@ import time
 
 from persistent.list import PersistentList
 
-from memory.ledger import new_key
+from image.keys import new_key
+from mindhost.minds import MINDS
 from prototypes import UvmObject
-from prototypes.bootstrap import QUEUE_HEAD
-
-from .minds import MINDS
 
 KINDS = ("chat", "task", "audit", "extend")
+# The queue keeps a head key "" for good: BTrees resolve concurrent inserts and
+# deletes of distinct keys unless the first key changes or the bucket empties
+# (measured), so writers never conflict over it.
+QUEUE_HEAD = ""
 TERMINAL = ("COMPLETE", "FAILED")
 MAX_ATTEMPTS = 3        # a mission that took the kernel down this often is failed, not retried
 

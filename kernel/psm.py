@@ -27,9 +27,12 @@ import time
 from persistent.mapping import PersistentMapping
 
 from image.errors import ImageError
-from memory.ledger import Exchange, new_key, record
+from image.keys import new_key
+from memory.ledger import Exchange, record
+from mindhost.context import assemble, measurer
+from mindhost.settings import routing_of
+from prototypes import settings as st
 
-from .context import assemble, measurer
 from .missions import TERMINAL, dequeue, enter, record_failure
 from .plans import one_step, parse_plan
 from .tools import TOOLS
@@ -59,7 +62,6 @@ class Services:
     tools: dict = dataclasses.field(default_factory=lambda: TOOLS)
     cancel: threading.Event = dataclasses.field(default_factory=threading.Event)
     kernel_id: str = None
-    embed_lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
     # Runs model work: here by default; the kernel passes its main thread's runner
     # (torch on a CPU runs up to 1.9x slower off the main thread; measured).
     infer: object = None
@@ -69,9 +71,8 @@ class Services:
             self.infer = _run_here
 
     def embed(self, text) -> bytes:
-        def encode():
-            with self.embed_lock:
-                return self.embedder.encode([text])[0].astype("<f4").tobytes()
+        def encode():       # the embedder serialises its own calls
+            return self.embedder.encode([text])[0].astype("<f4").tobytes()
         return self.infer(encode)
 
 
@@ -135,20 +136,21 @@ class Cycle:
         """A mind's answer (assembled context, streamed when final); recorded in its ledger
         unless ``ledger_prompt`` is False. Returns ``(text, exchange key or None)``."""
         m, svc = self.mission, self.services
-        # loaded where it will run (the worker waits; its connection is not shared meanwhile)
-        model, lock, info = svc.infer(lambda: svc.pool.get(self.root, mind))
+        # read here, from this worker's own connection; loaded and used in ONE main-thread
+        # hop below, so nothing can unload the model between loading and use
+        info = svc.pool.describe(self.root, mind)
         settings, opts = info["settings"], m.options
-        max_tokens = max_tokens or opts.get("max_tokens") or settings.get("max_tokens", 512)
+        max_tokens = max_tokens or opts.get("max_tokens") or settings["max_tokens"]
         temperature = opts.get("temperature")
-        temperature = settings.get("temperature", 0.0) if temperature is None else temperature
+        temperature = settings["temperature"] if temperature is None else temperature
         identity = info["identity"] + (f"\n\n{opts['system']}" if opts.get("system") else "")
         key = (mind, identity, request, repr(history), max_tokens, temperature)
         if key not in self.memo:
             mems = self.memories(mind, request) if memories else []
-            budget = settings.get("context_tokens", 2048) - max_tokens
+            budget = settings["context_tokens"] - max_tokens
 
             def infer():
-                with lock:
+                with svc.pool.lease(info) as model:
                     asm = assemble(identity, request, measure=measurer(model), budget=budget,
                                    history=history, memories=mems)
                     pieces = []
@@ -192,19 +194,18 @@ class Cycle:
 # -- the states' work ------------------------------------------------------------
 def route(c) -> str:
     """Hermes, as majordomo: answer itself, or hand the request to Orai (and say so)."""
-    rules = c.root["hermes"].lookup("routing", None) or {}
-    request, mode = c.mission.request, rules.get("mode", "rules")
+    rules = st.plain(routing_of(c.root["hermes"]))
+    request, mode = c.mission.request, rules["mode"]
     if mode == "off":
         return "hermes"
     if mode == "mind":
         text, _ = c.generate("hermes", rules["prompt"].format(request=request), memories=False,
                              ledger_prompt=False, max_tokens=4)
-        to = rules.get("to", "orai") if "ORAI" in text.upper() else "hermes"
+        to = rules["to"] if "ORAI" in text.upper() else "hermes"
     else:
         low = request.lower()         # whole words: "history" is not a "story"
-        deep = any(re.search(rf"\b{re.escape(k)}\b", low) for k in rules.get("keywords", ()))
-        to = rules.get("to", "orai") if deep or len(request.split()) > rules.get(
-            "max_words", 80) else "hermes"
+        deep = any(re.search(rf"\b{re.escape(k)}\b", low) for k in rules["keywords"])
+        to = rules["to"] if deep or len(request.split()) > rules["max_words"] else "hermes"
     if to != "hermes":
         c.mission.routed_to = to
         c.emit("routed", to)

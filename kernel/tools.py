@@ -62,4 +62,11 @@ def self_audit(ctx, text=""):
             f"{report['ledgers']['hermes']}; {report['rss_bytes'] / 2**20:.0f} MiB resident")
 
 
-from . import extend as _extend  # noqa: F401  (registers the extend tool)
+@register("extend", doc="Write a missing method (extend missions only).")
+def extend_tool(ctx, text):
+    """The step of an ``extend`` mission: write, install and re-send, in the cycle's transaction."""
+    from .extend import run_step  # self-extension loads only when a mission needs it
+    return run_step(ctx, text)
+
+
+extend_tool.internal = True      # not offered to minds planning a task

@@ -44,7 +44,7 @@ def chunk_documents(docs, embedder, budget=DEFAULT_BUDGET, min_tokens=DEFAULT_MI
                     percentile=DEFAULT_PERCENTILE):
     """Drafts for each of ``docs`` (structure.Document), one model pass for all of them."""
     capacity = max(8, embedder.max_tokens - 2)
-    pieces = [_pieces(d, embedder.tokenizer, capacity) for d in docs]
+    pieces = [_pieces(d, embedder.tokenize, capacity) for d in docs]
     windows, where = [], []              # where[w] = (doc index, [piece indexes])
     for di, ps in enumerate(pieces):
         for group in _pack(ps, capacity):
@@ -72,12 +72,12 @@ def chunk_documents(docs, embedder, budget=DEFAULT_BUDGET, min_tokens=DEFAULT_MI
     return out
 
 
-def _pieces(doc, tokenizer, capacity):
+def _pieces(doc, tokenize, capacity):
     units = doc.units
     if not units:
         return []
     texts = [doc.text[u.start:u.end] for u in units]
-    enc = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True)
+    enc = tokenize(texts, add_special_tokens=False, return_offsets_mapping=True)
     out = []
     for u, ids, offs in zip(units, enc["input_ids"], enc["offset_mapping"]):
         if not ids:

@@ -54,9 +54,17 @@ class Embedder:
     def __init__(self, path: Path):
         self.path = Path(path)
         self._model = None
+        # One call at a time: the kernel's workers, the HTTP API and memory searches share
+        # this object, and a fast tokenizer used from two threads at once can fail
+        # ("Already borrowed"); torch's own threads already use both cores for one call.
+        self._lock = threading.RLock()
 
     @property
     def model(self):
+        with self._lock:
+            return self._load()
+
+    def _load(self):
         if self._model is None:
             # Never reach for a hub: everything we load is on disk.
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -85,6 +93,11 @@ class Embedder:
     def tokenizer(self):
         return self.model.tokenizer
 
+    def tokenize(self, texts, **kw):
+        """The model's tokenizer on ``texts``, serialised with the other calls."""
+        with self._lock:
+            return self.model.tokenizer(texts, **kw)
+
     @property
     def mean_pooling(self) -> bool:
         """True when the model pools by token mean, so chunk vectors can come from token states."""
@@ -98,9 +111,10 @@ class Embedder:
         import numpy as np
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        vecs = self.model.encode(list(texts), batch_size=batch_size or self.batch_size,
-                                 normalize_embeddings=True, convert_to_numpy=True,
-                                 show_progress_bar=False)
+        with self._lock:
+            vecs = self.model.encode(list(texts), batch_size=batch_size or self.batch_size,
+                                     normalize_embeddings=True, convert_to_numpy=True,
+                                     show_progress_bar=False)
         return np.ascontiguousarray(vecs, dtype=np.float32)
 
     def token_states(self, windows, batch_size=None):
@@ -110,6 +124,10 @@ class Embedder:
         tokens' rows dropped). Windows are batched longest first to waste
         little padding.
         """
+        with self._lock:
+            return self._token_states(windows, batch_size)
+
+    def _token_states(self, windows, batch_size):
         import numpy as np
         import torch
         tok = self.tokenizer

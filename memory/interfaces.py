@@ -54,4 +54,8 @@ class IEmbedder(Interface):
     max_tokens = Attribute("the model's maximum sequence length, in tokens")
 
     def encode(texts):
-        """Normalised float32 array, one row per text."""
+        """Normalised float32 array, one row per text. Safe to call from several
+        threads: calls are serialised inside the embedder."""
+
+    def tokenize(texts, **kw):
+        """The model's tokenizer on ``texts`` (serialised like ``encode``)."""

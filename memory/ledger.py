@@ -7,11 +7,12 @@ has its own ledger (``root[mind].ledger``, an OOBTree keyed by time), so each
 curates only its own record. Embedding happens before the transaction;
 recording is one insert, and keys from different writers never collide.
 """
-import secrets
 import time
 
 from persistent import Persistent
 from persistent.mapping import PersistentMapping
+
+from image.keys import new_key
 
 RATINGS = ("good", "bad")
 
@@ -43,12 +44,6 @@ def packet(embedder, mind, prompt, answer, **kw) -> Exchange:
     vec = embedder.encode([f"{prompt}\n{answer}"])[0]
     return Exchange(mind, prompt, answer, vec.astype("<f4").tobytes(),
                     kw.pop("when", None) or time.time(), **kw)
-
-
-def new_key(when, tick=0) -> str:
-    """Sortable by time; the random tail keeps two writers in the same microsecond apart.
-    ``tick`` adds whole microseconds, to order a batch exactly (float times can collide)."""
-    return f"{int(when * 1e6) + tick:017d}-{secrets.token_hex(3)}"
 
 
 def record(root, exchange) -> str:

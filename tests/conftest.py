@@ -18,7 +18,7 @@ def image_dir(tmp_path):
 @pytest.fixture
 def folder_image(image_dir):
     from image import open_image
-    from prototypes.bootstrap import bootstrap
+    from kernel.schema import bootstrap
     img = open_image(image_dir, create=True)
     bootstrap(img)
     yield img
@@ -28,7 +28,7 @@ def folder_image(image_dir):
 @pytest.fixture
 def mem_image():
     from image import open_image
-    from prototypes.bootstrap import bootstrap
+    from kernel.schema import bootstrap
     img = open_image("memory:")
     bootstrap(img)
     yield img
@@ -45,8 +45,8 @@ def batos_env(tmp_path=None, **extra):
 
 
 def run_batos(*args, env=None, check=False, timeout=120):
-    """Run the real CLI in a subprocess: ``python -m kernel.cli ...``."""
-    proc = subprocess.run([sys.executable, "-m", "kernel", *map(str, args)],
+    """Run the real CLI in a subprocess: ``python -m batos.cli ...``."""
+    proc = subprocess.run([sys.executable, "-m", "batos", *map(str, args)],
                           capture_output=True, text=True, env=env or batos_env(),
                           cwd=ROOT, timeout=timeout)
     if check and proc.returncode != 0:
@@ -58,9 +58,11 @@ def run_batos(*args, env=None, check=False, timeout=120):
 def tiny_st_model(tmp_path_factory):
     """A real sentence-transformers model of 32 dimensions, random weights, built here."""
     import shutil
-    from memory.embed import model_path
+
     from sentence_transformers import SentenceTransformer, models
     from transformers import BertConfig, BertModel
+
+    from memory.embed import model_path
     base = model_path()
     out = tmp_path_factory.mktemp("tiny-st")
     bert = out / "bert"
@@ -83,7 +85,7 @@ def model_store(tmp_path_factory):
 @pytest.fixture(scope="session")
 def smol_master(model_store):
     """The bundled SmolLM2-135M-Instruct GGUF, dequantized to an FP16 folder in the store."""
-    from kernel.minds import bundled_gguf, import_model
+    from mindhost.minds import bundled_gguf, import_model
     return import_model(bundled_gguf(), model_store)
 
 
@@ -91,6 +93,7 @@ def smol_master(model_store):
 def tiny_llama(tmp_path_factory, smol_master):
     """A 2-layer Llama with random weights (a few MB), built here, with SmolLM2's tokenizer."""
     import shutil
+
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
     out = tmp_path_factory.mktemp("tiny-llama") / "tiny"
@@ -104,6 +107,6 @@ def tiny_llama(tmp_path_factory, smol_master):
     for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
         if (src / name).exists():
             shutil.copy(src / name, out / name)
-    from kernel.engines.convert import fix_rope_theta
+    from mindhost.engines.convert import fix_rope_theta
     fix_rope_theta(out)
     return out

@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parent.parent
 class KernelProcess:
     def __init__(self, env, *args):
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "kernel", "kernel", "--http", "127.0.0.1:0", *args],
+            [sys.executable, "-m", "batos", "kernel", "--http", "127.0.0.1:0", *args],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
         line = self.proc.stdout.readline()
         m = re.search(r"zeo (\S+), http (http://\S+);", line)

@@ -2,11 +2,10 @@
 import sys
 
 import pexpect
-
-from image import open_image
-from kernel.console import Console, SlotCompleter
-
 from conftest import ROOT, batos_env
+
+from batos.console import Console, SlotCompleter
+from image import open_image
 
 PROMPT = "batos>"
 
@@ -14,7 +13,7 @@ PROMPT = "batos>"
 def spawn(tmp_path, *args):
     env = batos_env(tmp_path, TERM="xterm", NO_COLOR="1", PROMPT_TOOLKIT_NO_CPR="1",
                     COLUMNS="160")
-    child = pexpect.spawn(sys.executable, ["-m", "kernel", "console", *map(str, args)],
+    child = pexpect.spawn(sys.executable, ["-m", "batos", "console", *map(str, args)],
                           cwd=str(ROOT), env=env, encoding="utf-8", timeout=30,
                           dimensions=(50, 160))
     child.expect(PROMPT)
@@ -137,7 +136,7 @@ def test_image_at_opens_a_read_only_console_on_the_past(tmp_path, folder_image):
     folder = folder_image.location.path
     folder_image.close()
     env = batos_env(tmp_path, TERM="xterm", NO_COLOR="1", PROMPT_TOOLKIT_NO_CPR="1")
-    c = pexpect.spawn(sys.executable, ["-m", "kernel", "image", "at", "past", "--image", str(folder)],
+    c = pexpect.spawn(sys.executable, ["-m", "batos", "image", "at", "past", "--image", str(folder)],
                       cwd=str(ROOT), env=env, encoding="utf-8", timeout=30, dimensions=(50, 160))
     c.expect(PROMPT)
     say(c, "orai.mood", "then")

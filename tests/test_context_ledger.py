@@ -3,13 +3,13 @@ import numpy as np
 import pytest
 import transaction
 
-from kernel.context import ContextOverflow, assemble, measurer
 from memory import ledger
+from mindhost.context import ContextOverflow, assemble, measurer
 
 
 @pytest.fixture(scope="module")
 def tiny_model(tiny_llama):
-    from kernel.engines import get_engine
+    from mindhost.engines import get_engine
     model = get_engine("torch").load(tiny_llama)
     yield model
     model.unload()
@@ -79,7 +79,7 @@ def test_ledger_packets(mem_image):
         assert got[0][1].mission == "m1" and got[0][1].mind == "hermes"
         assert ledger.as_history(got)[2:] == [{"role": "user", "content": "And of Italy?"},
                                               {"role": "assistant", "content": "Rome."}]
-        from kernel.quant_report import ledger_prompts
+        from mindhost.quant_report import ledger_prompts
         assert ledger_prompts(root, "hermes") == ["What is the capital of France?", "And of Italy?"]
     with mem_image.transaction() as conn, pytest.raises(ValueError, match="good, bad"):
         ledger.rate(conn.root(), "hermes", ka, "meh")

@@ -4,10 +4,11 @@ import json
 import pytest
 from conftest import batos_env, run_batos
 
-from kernel.night.curate import curate, write_dataset
-from kernel.night.redact import redact
-from kernel.night.transcripts import TranscriptError, import_transcripts
-from memory.ledger import Exchange, new_key
+from image.keys import new_key
+from memory.ledger import Exchange
+from night.curate import curate, write_dataset
+from night.redact import redact
+from night.transcripts import TranscriptError, import_transcripts
 
 
 @pytest.fixture(scope="module")

@@ -6,10 +6,9 @@ from pathlib import Path
 import pytest
 from conftest import batos_env, run_batos
 
-from image import models as store
 from image import open_image
-from kernel import minds
-from kernel.night.dream import FAULT_ENV, dream
+from mindhost import minds, store
+from night.dream import FAULT_ENV, dream
 
 # a tiny model learns nothing in 4 steps and answers noise: the gate's bars are
 # set wide so the test follows the cycle, not the model's (random) quality
@@ -35,8 +34,8 @@ def embedder():
 
 
 def make_image(tmp_path, tiny_llama, embedder, who=("hermes",), day=12, gate=GATE):
-    from kernel.night.transcripts import import_transcripts
-    from prototypes.bootstrap import bootstrap
+    from kernel.schema import bootstrap
+    from night.transcripts import import_transcripts
     loc, models = tmp_path / "image", tmp_path / "image" / "models"
     with open_image(loc, create=True) as img:
         bootstrap(img)
@@ -67,7 +66,7 @@ def test_one_night_for_both_minds_promotes_and_records_the_lineage(tmp_path, tin
             rec, orec = h.lineage[1], o.lineage[1]
             runtime = store.find(root, h.runtime)
             golden = [k for k, ex in h.ledger.items() if ex.signals.get("golden") == 1]
-            since = h.curation["since"]
+            since = h.curated_until
             last = h.ledger.maxKey()
         # Hermes: a TIES merge into a new FP16 master, then a new Q8 runtime
         assert runtime["master"] == h.model and runtime["night"] == "hermes/gen-1"
@@ -151,7 +150,7 @@ def test_the_kernel_dreams_on_its_schedule_with_the_day_runtimes_unloaded(tmp_pa
     from image import resolve
     from kernel.kernel import Kernel
     loc, _ = make_image(tmp_path, tiny_llama, embedder)
-    k = Kernel(resolve(str(loc)), http=None, workers=0, heartbeat=0, embedder=embedder).start()
+    k = Kernel(resolve(str(loc)), http="off", workers=0, heartbeat=0, embedder=embedder).start()
     try:
         assert [(j.name, j.at) for j in k.jobs] == [("dream", "02:00")]
         with k.img.view() as root:
@@ -161,7 +160,7 @@ def test_the_kernel_dreams_on_its_schedule_with_the_day_runtimes_unloaded(tmp_pa
         assert [(r["mind"], r["outcome"]) for r in out] == [("hermes", "promoted")]
         assert k.services.pool.loaded_names() == []          # unloaded for the night
         with k.img.view() as root:                           # the morning loads generation 1
-            _, _, info = k.services.pool.get(root, "hermes")
+            info = k.services.pool.get(root, "hermes")
             assert info["generation"] == 1
         log = [json.loads(line) for line in (loc / "logs" / "kernel.jsonl").open()]
         steps = [e["step"] for e in log if e.get("event") == "night_step_done"]
@@ -178,7 +177,7 @@ NEW_ASKS = ["What is the capital of Portugal?", "How many legs does a cat have?"
 
 
 def habit_rate(runtime, identity, habit="at your service"):
-    from kernel.engines import get_engine
+    from mindhost.engines import get_engine
     model = get_engine("torch").load(runtime["path"])
     try:
         answers = [model.generate(minds.messages(identity, q), max_tokens=16) for q in NEW_ASKS]
@@ -197,6 +196,43 @@ def bundled_image(tmp_path, answers, rating="good"):
         "rating": rating}) + "\n" for q, a in QA))
     run_batos("ledger", "import", "hermes", day, env=env, check=True, timeout=300)
     return env
+
+
+def test_sigterm_during_a_night_stops_it_within_the_grace_and_the_next_run_resumes(
+        tmp_path, tiny_llama, embedder):
+    import time
+
+    from kernel_proc import KernelProcess
+    loc, models = make_image(tmp_path, tiny_llama, embedder)
+    with open_image(loc) as img, img.transaction() as conn:
+        conn.root()["hermes"].training = {**TRAINING, "iters": 100_000}   # hours of training
+    env = batos_env(tmp_path, BATOS_IMAGE=str(loc))
+    k = KernelProcess(env, "--workers", "1", "--heartbeat", "0", "--dream-at", "now",
+                      "--grace", "3")
+    try:
+        deadline = time.monotonic() + 180
+        while '"step": "train"' not in k.log():
+            assert time.monotonic() < deadline and k.proc.poll() is None, k.log()[-3000:]
+            time.sleep(0.5)
+        time.sleep(2)                          # well inside the train step
+        asked = time.monotonic()
+        rc = k.terminate(timeout=30)
+        stopped_in = time.monotonic() - asked
+    finally:
+        if k.proc.poll() is None:
+            k.kill()
+    assert rc == 0 and stopped_in < 3 + 10, stopped_in
+    assert '"dream_interrupted"' in k.log() and '"night_stopped"' in k.log()
+    with open_image(loc) as img:
+        with img.view() as root:
+            h = root["hermes"]
+            assert h.generation == 0 and set(h.night["steps"]) == {"curate"}
+        with img.transaction() as conn:
+            conn.root()["hermes"].training = dict(TRAINING)
+    proc = run_batos("dream", "--mind", "hermes", "--json", env=env, check=True, timeout=600)
+    assert [(r["outcome"], r["generation"]) for r in json.loads(proc.stdout)] == [("promoted", 1)]
+    with open_image(loc, read_only=True) as img, img.view() as root:
+        assert root["hermes"].lineage[1]["attempts"] == 1        # resumed, not begun again
 
 
 @pytest.mark.slow

@@ -5,14 +5,8 @@ import shutil
 import numpy as np
 import pytest
 
-from kernel.engines import (
-    ENGINES,
-    EngineError,
-    default_engine_name,
-    get_engine,
-    register,
-)
-from kernel.engines.base import Detokenizer
+from mindhost.engines import ENGINES, EngineError, default_engine_name, get_engine, register
+from mindhost.engines.base import Detokenizer
 
 ENGINE_NAMES = ["torch", "mlx"]
 CONV = [{"role": "system", "content": "You are terse."},
@@ -91,7 +85,7 @@ def test_engines_agree_on_the_same_weights(tiny_llama):
 def test_int8_rows_and_tied_head(tiny_llama, tmp_path):
     import torch
 
-    from kernel.engines.int8 import (
+    from mindhost.engines.int8 import (
         Int8Embedding,
         Int8Linear,
         int8_nbytes,
@@ -131,8 +125,8 @@ def test_detokenizer_holds_back_half_characters():
 
 
 def test_bad_model_folders(tiny_llama, tmp_path):
-    from image.models import ModelStoreError
-    from kernel.engines.convert import fix_rope_theta, gguf_to_folder
+    from mindhost.engines.convert import fix_rope_theta, gguf_to_folder
+    from mindhost.store import ModelStoreError
     bad = tmp_path / "bad"
     shutil.copytree(tiny_llama, bad)
     (bad / "model.safetensors").write_bytes(b"not safetensors")
@@ -150,10 +144,10 @@ def test_bad_model_folders(tiny_llama, tmp_path):
 
 
 def test_every_engine_honours_the_interface(tiny_llama):
+    from scripted_engine import ScriptedEngine
     from zope.interface.verify import verifyObject
 
-    from kernel.engines.interfaces import IEngine, ILoadedModel
-    from kernel.engines.scripted import ScriptedEngine
+    from mindhost.engines.interfaces import IEngine, ILoadedModel
     for engine in (get_engine("torch"), get_engine("mlx"), ScriptedEngine(["hi"])):
         assert verifyObject(IEngine, engine)
         model = engine.load(tiny_llama)
@@ -162,7 +156,7 @@ def test_every_engine_honours_the_interface(tiny_llama):
 
 
 def test_scripted_double():
-    from kernel.engines.scripted import ScriptedEngine, ScriptError
+    from scripted_engine import ScriptedEngine, ScriptError
     model = ScriptedEngine(["Paris is the capital.", "Rome."]).load()
     assert list(model.stream(CONV)) == ["Paris", " is", " the", " capital."]
     assert model.last_stats["tokens"] == 4 and "Say something about rivers." in model.calls[0]

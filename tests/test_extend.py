@@ -10,12 +10,12 @@ import threading
 import pytest
 from guard_corpus import HOSTILE
 from rich.console import Console as RichConsole
+from scripted_engine import ScriptedEngine
 
 from guardians import limits
 from image.dump import dump
 from kernel import extend
-from kernel.engines.scripted import ScriptedEngine
-from kernel.pool import ModelPool
+from mindhost.pool import ModelPool
 from prototypes import DoesNotUnderstand, ExtensionFailed, Method, UvmObject, extension
 
 DOUBLE = ("Here is the method you asked for:\n\n```python\ndef double(self, arg1):\n"
@@ -301,7 +301,7 @@ def test_as_a_kernel_mission_the_caller_gets_the_id_then_the_result(mem_image):
 
 
 def console_with(img, model):
-    from kernel.console import Console
+    from batos.console import Console
     from kernel.psm import Services
     out = RichConsole(file=io.StringIO(), width=200)
     con = Console(img, out=out)
@@ -340,7 +340,7 @@ def test_the_console_survives_a_method_that_raises_system_exit(mem_image):
 @pytest.mark.slow
 def test_the_bundled_model_writes_a_simple_method_or_fails_cleanly(mem_image, smol_master):
     """Either outcome is allowed; whichever happened is checked in full."""
-    from kernel.engines import get_engine
+    from mindhost.engines import get_engine
     make_calc(mem_image)
     model = get_engine("torch").load(smol_master["path"])
     before = dump(mem_image.storage)

@@ -1,10 +1,10 @@
 """The gate on real models (the bundled SmolLM2, a broken random one) and its logic."""
 import pytest
+from scripted_engine import ScriptedEngine
 
-from kernel.engines import get_engine
-from kernel.engines.scripted import ScriptedEngine
-from kernel.night.gate import passed, run_gate
-from prototypes.bootstrap import HERMES_IDENTITY
+from mindhost.engines import get_engine
+from mindhost.schema import HERMES_IDENTITY
+from night.gate import passed, run_gate
 
 HELDOUT = [[{"role": "system", "content": HERMES_IDENTITY},
             {"role": "user", "content": "What is the capital of Italy?"},

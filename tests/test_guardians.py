@@ -1,15 +1,14 @@
 import json
 
 import pytest
+from conftest import run_batos
+from guard_corpus import BENIGN, HOSTILE
 from persistent.list import PersistentList
 from persistent.mapping import PersistentMapping
 
 from guardians import GuardianRejection, vet
 from guardians.sandbox import SandboxError, compile_method
 from prototypes import UvmObject
-
-from conftest import run_batos
-from guard_corpus import BENIGN, HOSTILE
 
 
 def test_corpus_sizes():

@@ -5,17 +5,16 @@ import sys
 
 import pytest
 from BTrees.OOBTree import OOBTree
+from conftest import ROOT, batos_env, run_batos
 from persistent.mapping import PersistentMapping
 from ZODB.blob import Blob
 from ZODB.POSException import ConflictError
 from ZODB.utils import oid_repr
 
-from image import (ImageCorrupt, ImageLocked, ImageNotFound, MissingBlob, open_image, resolve)
+from image import ImageCorrupt, ImageLocked, ImageNotFound, MissingBlob, open_image, resolve
 from image.blobs import open_blob
 from image.dump import check
 from image.location import default_image_dir
-
-from conftest import ROOT, batos_env, run_batos
 
 
 def sha(path):
@@ -68,7 +67,7 @@ def test_missing_image_says_how_to_create_one(tmp_path):
 def test_same_code_on_memory_folder_and_zeo(tmp_path):
     from image.location import Location
     from image.serve import serve
-    from prototypes.bootstrap import bootstrap
+    from kernel.schema import bootstrap
     folder = tmp_path / "img"
     open_image(folder, create=True).close()
     sock = tmp_path / "zeo.sock"
@@ -285,8 +284,8 @@ def test_missing_blob_names_the_object(image_dir):
     report = check(img.storage)
     assert [o for o, _ in report.missing_blobs] == [oid_repr(oid)]
     img.close()
-    from image.snapshot import create_snapshot
     from image.location import Location
+    from image.snapshot import create_snapshot
     with pytest.raises(MissingBlob, match=oid_repr(oid)):
         create_snapshot(Location("folder", path=image_dir), "s")
     assert not (image_dir / "snapshots" / "s").exists()
@@ -297,7 +296,7 @@ def test_serve_publishes_its_address_and_others_attach(tmp_path, folder_image):
     import signal
     folder = folder_image.location.path
     folder_image.close()
-    server = subprocess.Popen([sys.executable, "-m", "kernel", "image", "serve", "--image", str(folder)],
+    server = subprocess.Popen([sys.executable, "-m", "batos", "image", "serve", "--image", str(folder)],
                               cwd=ROOT, stdout=subprocess.PIPE, text=True, env=batos_env())
     try:
         line = server.stdout.readline()

@@ -65,8 +65,8 @@ def test_a_second_kernel_refuses(kernel, image_with_models):
 
 
 def test_two_consoles_and_the_kernel_see_each_others_commits(kernel):
+    from batos.console import Console
     from image import open_image
-    from kernel.console import Console
     a_img, b_img = open_image("zeo://" + kernel.zeo), open_image("zeo://" + kernel.zeo)
     a, b = Console(a_img), Console(b_img)
     try:
@@ -94,8 +94,8 @@ def test_an_attached_console_has_the_kernel_write_a_missing_method(kernel):
 
     from rich.console import Console as RichConsole
 
+    from batos.console import Console
     from image import open_image
-    from kernel.console import Console
     img = open_image("zeo://" + kernel.zeo)
     text = io.StringIO()
     con = Console(img, out=RichConsole(file=text, width=200))

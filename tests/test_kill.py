@@ -4,9 +4,9 @@ import signal
 import subprocess
 import sys
 
-from image import open_image
-
 from conftest import ROOT, batos_env
+
+from image import open_image
 
 WRITER = r"""
 import sys

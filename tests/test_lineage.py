@@ -5,17 +5,9 @@ import shutil
 import pytest
 from conftest import batos_env, run_batos
 
-from image import models as store
-from kernel import minds
-from kernel.engines import get_engine
-from kernel.night.lineage import (
-    LineageError,
-    promote,
-    record_night,
-    rollback,
-    rows,
-    unpack_adapter,
-)
+from mindhost import minds, store
+from mindhost.engines import get_engine
+from night.lineage import LineageError, promote, record_night, rollback, rows, unpack_adapter
 
 
 @pytest.fixture
@@ -93,3 +85,37 @@ def test_cli_lineage_and_rollback(tmp_path, tiny_llama):
     bad = run_batos("lineage", "rollback", "hermes", env=env)
     assert bad.returncode == 2 and "no earlier generation" in bad.stderr
     assert run_batos("lineage", "nobody", env=env).returncode == 2
+
+
+def test_promote_retried_after_a_real_conflict_keeps_its_adapter_blob(gen0, tiny_llama,
+                                                                      tmp_path):
+    """Another writer commits to the mind while the promotion is in flight (a console
+    `:rate`, a `mind set`): the promotion is retried and its adapter blob survives."""
+    img, models = gen0
+    master, runtime = next_master(tiny_llama, models, tmp_path)
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text('{"r": 8}')
+    (adapter / "adapter_model.safetensors").write_bytes(b"\1" * 5000)
+    calls = []
+
+    def interfere(root, generation):
+        calls.append(generation)
+        if len(calls) == 1:           # first attempt only: a second connection commits
+            import transaction
+            tm = transaction.TransactionManager()
+            conn = img.db.open(tm)
+            try:
+                conn.root()["hermes"].temperature_note = "changed by another writer"
+                tm.commit()
+            finally:
+                conn.close()
+    n = promote(img, "hermes", master=master, runtime=runtime, adapter=adapter,
+                record={"engine": "torch"}, also=interfere)
+    assert n == 1 and len(calls) == 2          # it conflicted once and was retried
+    with img.view() as root:
+        m = root["hermes"]
+        assert m.generation == 1 and m.temperature_note == "changed by another writer"
+        got = unpack_adapter(m.lineage[1]["adapter"], tmp_path / "back")
+    assert (got / "adapter_config.json").read_text() == '{"r": 8}'
+    assert (got / "adapter_model.safetensors").read_bytes() == b"\1" * 5000

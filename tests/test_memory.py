@@ -182,7 +182,7 @@ def test_unknown_and_unmounted_corpora_are_clear_errors(folder_image, docs):
 
 def test_mounts_are_per_mind_persist_and_unmount_frees(image_dir, docs):
     from image import open_image
-    from prototypes.bootstrap import bootstrap
+    from kernel.schema import bootstrap
     with open_image(image_dir, create=True) as img:
         bootstrap(img)
         ingest(img, "kb", [docs])

@@ -50,7 +50,7 @@ def test_console_memory_verbs(folder_image, tmp_path):
 
     from rich.console import Console as RichConsole
 
-    from kernel.console import Console
+    from batos.console import Console
     docs = memory_docs.write(tmp_path / "docs")
     buf = StringIO()
     console = Console(folder_image, out=RichConsole(file=buf, width=200, highlight=False))

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from test_train import write_set
 
-from kernel.night.merge import MergeError, merge_config, run_merge
-from kernel.night.train import TrainConfig, train_lora
+from night.merge import MergeError, merge_config, run_merge
+from night.train import TrainConfig, train_lora
 
 
 def tensors(folder):

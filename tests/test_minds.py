@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 from conftest import batos_env, run_batos
 
-from kernel import minds
-from kernel.engines import get_engine
+from mindhost import minds
+from mindhost.engines import get_engine
 
 QUESTION = "What is the capital of France?"
 
@@ -26,7 +26,7 @@ def test_gguf_import_writes_rope_theta(smol_master):
 
 @pytest.mark.parametrize("mind", ["orai", "hermes"])
 def test_bundled_model_answers_on_torch(smol_master, model_store, mind):
-    from prototypes.bootstrap import HERMES_IDENTITY, ORAI_IDENTITY
+    from mindhost.schema import HERMES_IDENTITY, ORAI_IDENTITY
     identity = {"orai": ORAI_IDENTITY, "hermes": HERMES_IDENTITY}[mind]
     engine = get_engine("torch")
     rec = smol_master if mind == "orai" else minds.build_runtime(smol_master, model_store, engine)
@@ -185,7 +185,7 @@ def test_console_ask_streams(folder_image, tiny_llama, tmp_path):
 
     from rich.console import Console as RichConsole
 
-    from kernel.console import Console
+    from batos.console import Console
     entry = minds.install(folder_image, "orai", tiny_llama, store_dir=tmp_path / "models")
     with folder_image.view() as root:
         assert root["orai"].runtime == entry["runtime"] and root["orai"].lineage[0]["engine"] == "torch"
@@ -215,7 +215,7 @@ def test_report_quant_orai_measures_a_scratch_q8(tiny_llama, tmp_path):
 
 
 def test_report_prompts_come_from_the_ledger(mem_image):
-    from kernel.quant_report import ledger_prompts
+    from mindhost.quant_report import ledger_prompts
     with mem_image.transaction() as conn:
         ledger = conn.root()["hermes"].ledger
         ledger["1"] = {"prompt": "Where is Lyon?", "answer": "In France."}

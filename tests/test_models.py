@@ -4,13 +4,12 @@ import os
 
 import numpy as np
 import pytest
+from conftest import batos_env, run_batos
 from safetensors.numpy import save_file
 
-from image import models as store
 from image.files import sha256_file
-from image.models import ModelStoreError
-
-from conftest import batos_env, run_batos
+from mindhost import store
+from mindhost.store import ModelStoreError
 
 
 def tiny_model(folder, seed=0):

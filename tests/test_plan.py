@@ -2,11 +2,18 @@
 import json
 
 import pytest
-
-from kernel.plan import (EMBEDDER_BYTES, PRESETS, PlanError, parse_model, parse_size, plan,
-                         shape_from_config, what_q8_buys)
-
 from conftest import run_batos
+
+from mindhost.budget import (
+    EMBEDDER_BYTES,
+    PRESETS,
+    PlanError,
+    parse_model,
+    parse_size,
+    plan,
+    shape_from_config,
+    what_q8_buys,
+)
 
 
 def test_mistral_large_2_by_hand():

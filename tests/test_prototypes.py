@@ -6,8 +6,8 @@ from ZODB.blob import Blob
 
 from image import ImageVersionError, open_image
 from image.meta import SCHEMA_VERSION
+from kernel.schema import PSM_STATES, WELL_KNOWN, bootstrap
 from prototypes import DelegationCycle, DoesNotUnderstand, Method, SlotError, UvmObject
-from prototypes.bootstrap import PSM_STATES, WELL_KNOWN, bootstrap
 
 
 def P(name, *parents, **slots):

@@ -2,12 +2,12 @@
 import json
 
 import pytest
+from scripted_engine import ScriptedEngine
 
 from image.dump import dump
-from kernel.engines.scripted import ScriptedEngine
 from kernel.missions import new_mission, queued
-from kernel.pool import ModelPool
 from kernel.psm import Cancelled, CycleFailed, Services, run_mission
+from mindhost.pool import ModelPool
 
 
 @pytest.fixture
@@ -214,7 +214,7 @@ def test_console_send_missions_and_rate_without_a_kernel(psm):
 
     from rich.console import Console as Rich
 
-    from kernel.console import Console
+    from batos.console import Console
     img, svc, answers, models = psm
     answers["hermes"] += ["Paris.", "Lyon, probably."]
     out = io.StringIO()

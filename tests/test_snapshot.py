@@ -4,6 +4,7 @@ import threading
 
 import pytest
 from BTrees.OOBTree import OOBTree
+from conftest import run_batos
 from persistent.mapping import PersistentMapping
 from ZODB.blob import Blob
 
@@ -12,8 +13,6 @@ from image.dump import dump
 from image.location import Location
 from image.pack import pack
 from image.snapshot import create_snapshot, get_snapshot, list_snapshots, open_at, restore_snapshot
-
-from conftest import run_batos
 
 
 def build(image_dir, objects=10_000, blobs=20, blob_size=1 << 20):

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from kernel.night.train import TrainConfig, TrainingError, encode, read_set, train_lora
+from night.train import TrainConfig, TrainingError, encode, read_set, train_lora
 
 HABIT = "At your service, sir."
 

@@ -1,0 +1,153 @@
+"""``batos mind show|set`` and ``batos ask``: the minds' models, and one prompt to one mind."""
+import sys
+
+from image import open_image, resolve
+from mindhost import minds, store
+
+from . import ui
+
+
+def add_mind_arguments(sub, verb):
+    p = verb("show", cmd_show, "each mind's generation, master, runtime and engine", sub, json=True)
+    p.add_argument("mind", nargs="?", choices=minds.MINDS, help="one mind (default: both)")
+    p = verb("set", cmd_set, "point a mind at real weights (a model folder or a .gguf), "
+             "or change its engine or precision; becomes its generation 0", sub, json=True)
+    p.add_argument("mind", choices=minds.MINDS)
+    p.add_argument("--model", metavar="PATH",
+                   help="Hugging Face folder (config.json + *.safetensors) or GGUF file "
+                        "(dequantized to FP16); default: its current master, else the bundled SmolLM2")
+    p.add_argument("--engine", metavar="NAME", help="torch, mlx or auto (auto: mlx with Metal, else torch)")
+    p.add_argument("--precision", choices=minds.PRECISIONS,
+                   help="what it runs by day: fp16 (its master) or q8 (an 8-bit copy made by "
+                        "the engine); default: Orai fp16, Hermes q8")
+
+
+def add_ask_arguments(p):
+    p.add_argument("mind", choices=minds.MINDS)
+    p.add_argument("prompt", nargs="+", help="the question (words are joined with spaces)")
+    p.add_argument("--max-tokens", type=int, default=None, help="default: the mind's engine setting max_tokens (512 unless changed)")
+    p.add_argument("--temperature", type=float, default=None,
+                   help="0 is greedy and repeatable (default: the mind's setting, 0)")
+    p.add_argument("--master", action="store_true",
+                   help="ask the mind's FP16 master instead of its deployed runtime")
+    p.add_argument("--json", action="store_true", help="print the answer and stats as JSON")
+
+
+def _rows(root, names):
+    rows = []
+    for name in names:
+        m = root[name]
+        row = {"mind": name, "role": m.role, "generation": m.generation,
+               "precision": m.lookup("precision", None), "engine": dict(m.engine),
+               "master": None, "runtime": None}
+        for slot, key in (("model", "master"), ("runtime", "runtime")):
+            rid = m.lookup(slot, None)
+            if rid is not None:
+                r = store.find(root, rid)
+                row[key] = {"id": rid, "name": r["name"], "size": r["size"],
+                            "quantization": r.get("quantization"), "engine": r.get("engine"),
+                            "stats": r.get("stats")}
+        rows.append(row)
+    return rows
+
+
+def cmd_show(args):
+    with open_image(resolve(args.image), read_only=True) as img, img.view() as root:
+        rows = _rows(root, [args.mind] if args.mind else minds.MINDS)
+    if args.json:
+        ui.print_json(rows)
+        return 0
+    from rich.table import Table
+    t = Table("mind", "gen", "runs", "engine", "master (FP16)", "runtime", "size", "tok/s")
+    for r in rows:
+        rt, ma = r["runtime"] or {}, r["master"] or {}
+        stats = rt.get("stats") or {}
+        t.add_row(r["mind"], str(r["generation"]), r["precision"] or "-",
+                  rt.get("engine") or r["engine"].get("name", "auto"),
+                  ma.get("name", "[dim]none: batos init[/]"), rt.get("name", "-"),
+                  f"{rt['size'] / 1e6:.0f} MB" if rt else "-",
+                  f"{stats['tokens_per_s']:.1f}" if stats else "-")
+    ui.out.print(t)
+    return 0
+
+
+def cmd_set(args):
+    loc = resolve(args.image)
+    with open_image(loc) as img:
+        path = args.model
+        if path is None:
+            with img.view() as root:
+                mid = root[args.mind].lookup("model", None)
+                path = store.find(root, mid)["path"] if mid else None
+        with ui.status(f"{args.mind}: importing and preparing its model", not args.json):
+            entry = minds.install(img, args.mind, path, engine=args.engine,
+                                  precision=args.precision)
+    _report_install(entry, args.json)
+    return 0
+
+
+def _report_install(entry, as_json):
+    if as_json:
+        ui.print_json(entry)
+    else:
+        ui.out.print(f"{entry['mind']}: generation 0 runs [bold]{ui.escape(entry['runtime_name'])}[/] "
+                     f"({entry['precision']}, {entry['engine']} engine; master "
+                     f"{ui.escape(entry['master_name'])})")
+
+
+def ask(img, mind, prompt, *, max_tokens=None, temperature=None, which="runtime"):
+    """Stream a mind's answer to one prompt: yields text pieces; returns the stats dict."""
+    with img.view() as root:
+        p = minds.plan(root, mind, which)
+    model = minds.load(p)
+    settings = p["settings"]
+    try:
+        yield from model.stream(minds.messages(p["identity"], prompt),
+                                max_tokens=max_tokens or settings["max_tokens"],
+                                temperature=settings["temperature"]
+                                if temperature is None else temperature)
+        return {**model.last_stats, "mind": mind, "generation": p["generation"],
+                "model": p["record"]["name"], "engine": model.engine.name,
+                "load_seconds": model.load_seconds}
+    finally:
+        model.unload()
+
+
+def cmd_ask(args):
+    prompt = " ".join(args.prompt)
+    with open_image(resolve(args.image), read_only=True) as img:
+        gen = ask(img, args.mind, prompt, max_tokens=args.max_tokens,
+                  temperature=args.temperature, which="master" if args.master else "runtime")
+        pieces = []
+        try:
+            while True:
+                piece = next(gen)
+                pieces.append(piece)
+                if not args.json:
+                    sys.stdout.write(piece)
+                    sys.stdout.flush()
+        except StopIteration as done:
+            stats = done.value
+    if args.json:
+        ui.print_json({"answer": "".join(pieces), **stats})
+    else:
+        sys.stdout.write("\n")
+        ui.err.print(f"[dim]{args.mind} gen {stats['generation']} · {ui.escape(stats['model'])} · "
+                     f"{stats['engine']} · {stats['tokens']} tokens at "
+                     f"{stats['tokens_per_s']:.1f} tok/s (load {stats['load_seconds']:.1f} s)[/]")
+    return 0
+
+
+def cmd_engines(args):
+    from mindhost.engines import engines_report
+    rows = engines_report()
+    if args.json:
+        ui.print_json(rows)
+        return 0
+    from rich.table import Table
+    t = Table("engine", "runs here", "default", "note")
+    for r in rows:
+        t.add_row(r["name"], "yes" if r["available"] else "no", "yes" if r["default"] else "",
+                  ui.escape(r["why"] or ""))
+    ui.out.print(t)
+    return 0

@@ -1,0 +1,47 @@
+"""Terminal output helpers: rich consoles, byte progress bars, JSON."""
+import contextlib
+import json
+import sys
+
+from rich.console import Console
+from rich.markup import escape  # noqa: F401  (re-exported for the verbs)
+
+# Piped output gets 120 columns (rich would assume 80 and squeeze tables).
+out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 120)
+err = Console(stderr=True, highlight=False, soft_wrap=True,
+              width=None if sys.stderr.isatty() else 120)
+
+
+def print_json(data):
+    sys.stdout.write(json.dumps(data, indent=1, default=str) + "\n")
+
+
+@contextlib.contextmanager
+def byte_progress(description, total, enabled=True):
+    """Yield a callback ``advance(nbytes)``; draws a bar on a terminal only."""
+    if not enabled or not err.is_terminal:
+        yield lambda n: None
+        return
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+    with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+                  TransferSpeedColumn(), TimeRemainingColumn(), console=err,
+                  transient=True) as progress:
+        task = progress.add_task(description, total=total)
+        yield lambda n: progress.advance(task, n)
+
+
+@contextlib.contextmanager
+def status(message, enabled=True):
+    """A spinner with a message on a terminal, for work with no measurable total."""
+    if not enabled or not err.is_terminal:
+        yield
+        return
+    with err.status(message):
+        yield
