@@ -21,6 +21,8 @@ def cmd_init(args):
             ensure_token(loc)
         if not args.no_models:
             from mindhost import minds
+            if minds.needs_models(img):
+                minds.bundled_gguf()        # missing: says how to get it, before any work
             for mind in minds.needs_models(img):
                 with ui.status(f"{mind}: importing the bundled SmolLM2-135M-Instruct as "
                                "generation 0", not args.json):

@@ -3,6 +3,7 @@ import sys
 
 from image import open_image, resolve
 from mindhost import minds, store
+from mindhost.settings import EngineSettings
 
 from . import ui
 
@@ -25,7 +26,9 @@ def add_mind_arguments(sub, verb):
 def add_ask_arguments(p):
     p.add_argument("mind", choices=minds.MINDS)
     p.add_argument("prompt", nargs="+", help="the question (words are joined with spaces)")
-    p.add_argument("--max-tokens", type=int, default=None, help="default: the mind's engine setting max_tokens (512 unless changed)")
+    p.add_argument("--max-tokens", type=int, default=None,
+                   help="default: the mind's engine setting max_tokens "
+                        f"({EngineSettings.max_tokens} unless changed)")
     p.add_argument("--temperature", type=float, default=None,
                    help="0 is greedy and repeatable (default: the mind's setting, 0)")
     p.add_argument("--master", action="store_true",

@@ -370,7 +370,7 @@ def wait(img, mid, *, timeout=600, poll=0.2, on_state=None):
             return value if value is not None or shown in (None, "None") else shown
         if time.monotonic() > deadline:
             raise TimeoutError(f"mission {mid} is still running after {timeout:g} s; "
-                               "see `batos kernel missions`")
+                               "see `batos missions`")
         time.sleep(poll)
 
 

@@ -181,12 +181,13 @@ class Kernel:
     def init_logs(self):
         """JSON lines to IMAGE/logs/kernel.jsonl (once the image is ours: a refused
         second kernel writes nothing into the running one's log)."""
-        from .logs import JsonFormatter
+        from .logs import JsonFormatter, route_libraries
         folder = self.loc.path / "logs"
         folder.mkdir(exist_ok=True)
         self.logfile = folder / "kernel.jsonl"
         handler = logging.FileHandler(self.logfile)
         handler.setFormatter(JsonFormatter())
+        route_libraries(handler)            # library warnings: into the kernel's log too
         root = logging.getLogger()
         if root.level > logging.INFO:
             for h in root.handlers:          # stderr keeps the level the user asked for

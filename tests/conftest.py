@@ -1,3 +1,4 @@
+import inspect
 import os
 import subprocess
 import sys
@@ -8,6 +9,29 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+
+# Lanes. unit: in-process logic on small data (seconds). integration: real
+# subprocesses (the CLI, a kernel, consoles) and real models (the tiny Llama, the
+# embedder, the bundled SmolLM2). slow: long end-to-end runs, only with -m slow.
+# A test is integration if it needs one of these fixtures or makes one of these calls.
+INTEGRATION_FIXTURES = {"tiny_llama", "smol_master", "model_store", "tiny_st_model", "embedder"}
+INTEGRATION_CALLS = ("run_batos(", "KernelProcess(", "pexpect.", "subprocess.", "get_embedder(",
+                     "model_path(", "lint_imports(", "Popen(")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.get_closest_marker("slow"):
+            continue
+        fn = getattr(item, "function", None)
+        try:
+            src = inspect.getsource(fn) if fn is not None else ""
+        except (OSError, TypeError):
+            src = ""
+        heavy = (set(item.fixturenames) & INTEGRATION_FIXTURES
+                 or any(call in src for call in INTEGRATION_CALLS))
+        item.add_marker("integration" if heavy else "unit")
 
 
 @pytest.fixture
@@ -40,6 +64,7 @@ def batos_env(tmp_path=None, **extra):
     env["PYTHONPATH"] = str(ROOT)
     if tmp_path is not None:
         env["BATOS_HISTORY"] = str(tmp_path / "history")
+        env["BATOS_LOG_FILE"] = str(tmp_path / "batos.log")
     env.update(extra)
     return env
 

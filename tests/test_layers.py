@@ -192,3 +192,37 @@ def test_an_image_written_before_the_re_layout_opens_and_migrates(tmp_path):
                     assert not isinstance(obj, Broken), (oid, type(obj))
                 oid += 1
         assert seen > 30
+
+
+def test_every_batos_verb_a_message_names_exists():
+    """Errors and hints tell users what to run next; each `batos VERB` they name is real."""
+    import re
+
+    from batos.cli import build_parser
+    parser = build_parser()
+    verbs = set(next(a for a in parser._actions if a.dest == "command").choices) \
+        if any(a.dest == "command" for a in parser._actions) else set()
+    if not verbs:
+        sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
+        verbs = set(sub.choices)
+    named = set()
+    for pkg in PACKAGES:
+        for path in (ROOT / pkg).rglob("*.py"):
+            named |= {(m.group(1), m.group(2), path.name) for m in
+                      re.finditer(r"`batos ([a-z][a-z-]*)(?: ([a-z][a-z-]+))?", path.read_text())}
+    missing = sorted((v, f) for v, _, f in named if v not in verbs)
+    assert not missing, f"messages name verbs that do not exist: {missing}"
+
+    def parses(words):
+        import contextlib
+        import io
+        with contextlib.redirect_stderr(io.StringIO()):
+            try:
+                parser.parse_args(words)
+                return True
+            except SystemExit:
+                return False
+    # `batos kernel missions`: a second word the verb does not take
+    wrong = sorted((f"{v} {w}", f) for v, w, f in named
+                   if w and parses([v]) and not parses([v, w]))
+    assert not wrong, f"messages name verbs that do not exist: {wrong}"

@@ -96,6 +96,17 @@ def test_ask_streams_a_sensible_answer(inited, mind):
     assert data["tokens"] <= 12 and data["engine"] == "torch" and data["answer"]
 
 
+def test_library_warnings_go_to_the_log_not_the_terminal(inited):
+    """transformers warns (FutureWarning about past_key_values) in the middle of a streamed
+    answer; a user sees only the answer, the warning lands in the log file."""
+    env, _, tmp = inited
+    log = Path(env["BATOS_LOG_FILE"])
+    log.unlink(missing_ok=True)
+    proc = run_batos("ask", "orai", QUESTION, "--max-tokens", "6", env=env, check=True)
+    assert "Warning" not in proc.stdout + proc.stderr, proc.stderr
+    assert "past_key_values" in log.read_text()
+
+
 def test_report_quant_hermes(inited):
     env, _, tmp = inited
     prompts = tmp / "prompts.txt"
