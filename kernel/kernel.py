@@ -132,8 +132,8 @@ class Kernel:
         """``opts``: KernelOptions (or plain data); keyword overrides win over it."""
         if loc.kind != "folder":
             raise ImageError(f"the kernel serves a folder image; {loc} is not one")
-        opts = options(opts if not isinstance(opts, KernelOptions) else st.plain(opts),
-                       **overrides)
+        data = st.plain(opts) if isinstance(opts, KernelOptions) else dict(opts or {})
+        opts = options({**data, **overrides})      # None is refused, not taken as "default"
         self.opts, self.loc = opts, loc
         self.zeo_address, self.http_address = opts.zeo_address(), opts.http_address()
         self.n_workers, self.heartbeat = opts.workers, opts.heartbeat

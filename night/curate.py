@@ -72,8 +72,11 @@ MIND_DEFAULTS = {
 
 def settings_for(mind_obj) -> dict:
     """The mind's curation settings over its defaults (plain data); SettingsError if wrong."""
-    return st.plain(st.read(mind_obj, "curation", CurationSettings,
-                            base=MIND_DEFAULTS.get(mind_obj.lookup("name", None), {})))
+    own = dict(mind_obj.lookup("curation", None) or {})
+    own.pop("since", None)          # the cursor of an image not yet migrated (night/schema.py)
+    name = mind_obj.lookup("name", None)
+    return st.plain(st.check(CurationSettings, own, where=f"{name}.curation",
+                             base=MIND_DEFAULTS.get(name, {})))
 
 
 @dataclasses.dataclass

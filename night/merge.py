@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 @dataclasses.dataclass(frozen=True)
 class MergeSettings:
     """A mind's ``merge`` slot; the owner's defaults."""
-    method: str = st.choice("ties", ("ties",))
+    method: str = "ties"            # a mergekit merge method; the night is built for TIES
     density: float = st.number(0.3, min=0.0, max=1.0)
     weight: float = st.number(0.5, min=0.0)
     normalize: bool = True

@@ -35,15 +35,19 @@ def _upgrade(root, todo):
         if f"{key} curation cursor" in todo:
             m = root[key]
             settings = dict(m.curation)
-            cursor = settings.pop("since")
+            old = settings.pop("since")
             m.curation = settings
-            if m.lookup(CURSOR, None) is None:
-                m.set_slot(CURSOR, cursor)
+            if m.lookup(CURSOR, None) is None or (old or "") > m.lookup(CURSOR, None):
+                m.set_slot(CURSOR, old)         # the later of the two wins
 
 
 def cursor(mind_obj):
-    """The ledger key ``mind_obj``'s last night curated up to ("" before the first)."""
-    return mind_obj.lookup(CURSOR, None) or ""
+    """The ledger key ``mind_obj``'s last night curated up to ("" before the first).
+    An image not yet migrated still has it as ``curation["since"]``: read it there."""
+    value = mind_obj.lookup(CURSOR, None)
+    if value is None:
+        value = dict(mind_obj.lookup("curation", None) or {}).get("since")
+    return value or ""
 
 
 LINEAGE = Part("lineage", ("lineage",), _make, _upgrades, _upgrade)

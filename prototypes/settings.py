@@ -19,6 +19,7 @@ Rules, the same for every kind:
 """
 import dataclasses
 import difflib
+from collections.abc import Mapping, Sequence
 import types
 import typing
 
@@ -35,7 +36,8 @@ def check(kind, data=None, *, where, base=None, **overrides):
     for layer in (base, data, {k: v for k, v in overrides.items() if v is not None}):
         for key, value in dict(layer or {}).items():
             f = fields.get(key)
-            if f is not None and _origin(hints[key]) is dict and key in given:
+            if (f is not None and _origin(hints[key]) is dict and key in given
+                    and isinstance(value, Mapping) and isinstance(given[key], Mapping)):
                 given[key] = {**given[key], **dict(value)}
             else:
                 given[key] = value
@@ -124,16 +126,14 @@ def _coerce(value, hint, f, name):
             bad = "a number"
     elif origin is str:
         bad = None if isinstance(value, str) else "text"
-    elif origin is tuple:
-        if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+    elif origin is tuple:          # PersistentList too: it is a Sequence, not a list
+        if (isinstance(value, Sequence) and not isinstance(value, (str, bytes))
+                and all(isinstance(v, str) for v in value)):
             value = tuple(value)
         else:
             bad = "a list of text"
     elif origin is dict:
-        try:
-            items = dict(value)
-        except (TypeError, ValueError):
-            items = None
+        items = dict(value) if isinstance(value, Mapping) else None
         if items is None or not all(isinstance(k, str) and isinstance(v, (int, float))
                                     and not isinstance(v, bool) for k, v in items.items()):
             bad = "a mapping of names to numbers"

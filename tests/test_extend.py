@@ -212,7 +212,7 @@ def test_self_extension_can_be_turned_off_globally_and_per_object(mem_image):
 
 def test_bad_settings_in_the_image_get_a_clear_error_and_change_nothing(mem_image):
     make_calc(mem_image)
-    for slot, value, said in (("retries", "two", "retries is 'two'"),
+    for slot, value, said in (("retries", "two", "retries must be a whole number, not 'two'"),
                               ("mind", "zorg", "mind is 'zorg'"),
                               ("prompt", "Write {nonsense}", "prompt cannot be filled in")):
         with mem_image.transaction() as conn:

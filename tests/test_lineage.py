@@ -32,13 +32,18 @@ def next_master(tiny_llama, models, tmp_path):
     return master, minds.build_runtime(master, models, get_engine("torch"))
 
 
+def fake_adapter(tmp_path, config, weights):
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text(config)
+    (adapter / "adapter_model.safetensors").write_bytes(weights)
+    return adapter
+
+
 def test_promote_is_one_transaction_and_rollback_restores(gen0, tiny_llama, tmp_path):
     img, models = gen0
     master, runtime = next_master(tiny_llama, models, tmp_path)
-    adapter = tmp_path / "adapter"
-    adapter.mkdir()
-    (adapter / "adapter_config.json").write_text('{"r": 4}')
-    (adapter / "adapter_model.safetensors").write_bytes(b"\0" * 1000)
+    adapter = fake_adapter(tmp_path, '{"r": 4}', b"\0" * 1000)
     with img.view() as root:
         old = (root["hermes"].model, root["hermes"].runtime)
     before = img.last_transaction()
@@ -93,10 +98,7 @@ def test_promote_retried_after_a_real_conflict_keeps_its_adapter_blob(gen0, tiny
     `:rate`, a `mind set`): the promotion is retried and its adapter blob survives."""
     img, models = gen0
     master, runtime = next_master(tiny_llama, models, tmp_path)
-    adapter = tmp_path / "adapter"
-    adapter.mkdir()
-    (adapter / "adapter_config.json").write_text('{"r": 8}')
-    (adapter / "adapter_model.safetensors").write_bytes(b"\1" * 5000)
+    adapter = fake_adapter(tmp_path, '{"r": 8}', b"\1" * 5000)
     calls = []
 
     def interfere(root, generation):

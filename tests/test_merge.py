@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from test_train import write_set
 
+from image.errors import SettingsError
 from night.merge import MergeError, merge_config, run_merge
 from night.train import TrainConfig, train_lora
 
@@ -71,5 +72,5 @@ def test_merge_refuses_quantized_models_and_bad_settings(tiny_llama, adapter, tm
     with pytest.raises(MergeError, match="quantized"):
         run_merge(merge_config(tiny_llama, q, adapter), tmp_path / "out", tmp_path / "c")
     assert not (tmp_path / "out").exists()
-    with pytest.raises(MergeError, match="unknown merge setting"):
+    with pytest.raises(SettingsError, match="merge has bad settings: unknown setting 'denisty'"):
         merge_config(tiny_llama, tiny_llama, adapter, {"denisty": 0.5})

@@ -85,3 +85,27 @@ def test_method_limits_speak_the_same_error():
     from guardians import limits
     with pytest.raises(SettingsError, match="method_limits has bad settings: unknown setting"):
         limits.check({"secs": 1})
+
+
+def test_persistent_lists_and_non_mappings_get_the_same_treatment():
+    from persistent.list import PersistentList
+    r = st.check(RoutingSettings, {"keywords": PersistentList(["poem"])}, where="hermes.routing")
+    assert r.keywords == ("poem",)
+    with pytest.raises(SettingsError, match="weights must be a mapping"):
+        st.check(CurationSettings, {"weights": ["good"]}, where="x", base={"weights": {"good": 1}})
+    with pytest.raises(SettingsError, match="http must be set, not None"):
+        options({"http": None})
+
+
+def test_an_unmigrated_cursor_is_still_read_and_migration_keeps_the_later(mem_image):
+    from kernel.schema import bootstrap
+    from night.schema import cursor
+    with mem_image.transaction() as conn:
+        conn.root()["hermes"].curation = {"since": "0002", "threshold": 0.4}
+    with mem_image.view() as root:
+        assert cursor(root["hermes"]) == "0002"
+        assert settings_for(root["hermes"])["threshold"] == 0.4     # "since" is not a setting
+    bootstrap(mem_image)
+    with mem_image.view() as root:
+        h = root["hermes"]
+        assert h.curated_until == "0002" and dict(h.curation) == {"threshold": 0.4}

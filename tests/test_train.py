@@ -3,6 +3,7 @@ import json
 
 import pytest
 
+from image.errors import SettingsError
 from night.train import TrainConfig, TrainingError, encode, read_set, train_lora
 
 HABIT = "At your service, sir."
@@ -57,7 +58,7 @@ def test_bad_sets_and_settings_are_clear_errors(tiny_llama, tmp_path):
     (tmp_path / "bad.jsonl").write_text('{"messages": [{"role": "user", "content": "hi"}]}\n')
     with pytest.raises(TrainingError, match="bad.jsonl:1"):
         read_set(tmp_path / "bad.jsonl")
-    with pytest.raises(TrainingError, match="unknown training setting"):
+    with pytest.raises(SettingsError, match="training has bad settings: unknown setting 'rnak'"):
         TrainConfig.from_settings({"rnak": 4})
     data = write_set(tmp_path / "set")
     with pytest.raises(TrainingError, match="no module"):
