@@ -19,9 +19,9 @@ Rules, the same for every kind:
 """
 import dataclasses
 import difflib
-from collections.abc import Mapping, Sequence
 import types
 import typing
+from collections.abc import Mapping, Sequence
 
 from image.errors import SettingsError
 
