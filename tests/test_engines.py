@@ -105,6 +105,7 @@ def test_int8_rows_and_tied_head(tiny_llama, tmp_path):
 
 
 def test_registry_and_selection():
+    get_engine("torch")          # the built-in engines register on first use (alone in a lane too)
     with pytest.raises(ValueError, match="registered twice"):
         @register
         class Again:
