@@ -13,12 +13,13 @@ from .verdict import GuardianRejection, Reason, Verdict
 __all__ = ["vet", "Verdict", "Reason", "GuardianRejection"]
 
 
-def vet(source, receiver=None, name=None, covenant_check=True) -> Verdict:
+def vet(source, receiver=None, name=None, covenant_check=True, metered=True) -> Verdict:
     """Judge method ``source``; ``receiver`` (a prototype) refines the covenant.
 
     ``covenant_check=False`` is for recompiling a method that was vetted when
     it was installed (the covenant depends on the receiver it was installed on);
-    the security checks always run.
+    the security checks always run. ``metered=False`` prepares the code for an
+    isolated worker (no in-interpreter meters: the operating system bounds it).
     """
     verdict = Verdict(source if isinstance(source, str) else "", name=name)
     if not isinstance(source, str):
@@ -37,7 +38,7 @@ def vet(source, receiver=None, name=None, covenant_check=True) -> Verdict:
         verdict.reasons.append(Reason("syntax", None, f"not valid Python: {type(e).__name__}: {e}"))
         return verdict.log()
     try:
-        _judge(verdict, tree, receiver, covenant_check)
+        _judge(verdict, tree, receiver, covenant_check, metered)
     except (RecursionError, MemoryError) as e:
         verdict.reasons.append(Reason("too-complex", None,
                                       f"the code nests too deeply to be checked ({type(e).__name__}); "
@@ -46,7 +47,7 @@ def vet(source, receiver=None, name=None, covenant_check=True) -> Verdict:
     return verdict.log()
 
 
-def _judge(verdict, tree, receiver, covenant_check):
+def _judge(verdict, tree, receiver, covenant_check, metered=True):
     verdict.reasons.extend(security.check(tree))
     fn, _ = security.find_function(tree)
     if fn is not None:
@@ -54,10 +55,11 @@ def _judge(verdict, tree, receiver, covenant_check):
         if covenant_check:
             verdict.reasons.extend(covenant.check(fn, receiver))
     if verdict.accepted:
-        from .sandbox import SandboxError, restricted_errors, rewrite
+        from .rewrite import RewriteError, rewrite
+        from .sandbox import restricted_errors
         try:
-            rewritten = rewrite(tree, fn)
-        except SandboxError as e:
+            rewritten = rewrite(tree, fn, metered)
+        except RewriteError as e:
             verdict.reasons.append(Reason("restricted-python", None, str(e)))
             return
         for err in restricted_errors(rewritten):

@@ -4,11 +4,10 @@ ZODB sees a write through a slot (``self.x = v``: the slot mapping is a
 PersistentMapping) but not an in-place change to a plain list/dict/set held
 in a slot (``self.items.append(x)``, ``self.cfg['k'] = v``, ``del
 self.cfg[k]``, ``self.counts[k] += 1``), also through a local alias
-(``items = self.items; items.append(x)``). A method doing that must say
-``self._p_changed = True``; otherwise it is rejected with the line and slot.
-When the receiver is known, slots that currently hold a persistent container
-(PersistentList, PersistentMapping, a BTree, a prototype) are tracked by ZODB
-and need no marker.
+(``items = self.items; items.append(x)``). Slots now store tracked
+containers (``prototypes.persist``), so such a change is rejected only when
+the receiver's slot still holds a plain container (an older image, before
+``batos init`` migrated it), or the method says ``self._p_changed = True``.
 """
 import ast
 
@@ -91,15 +90,24 @@ def has_marker(fn) -> bool:
 
 
 def tracked(receiver, slot) -> bool:
-    """Does the slot currently hold something ZODB tracks by itself?"""
+    """Will ZODB see an in-place change to what the slot holds?
+
+    Every value stored in a slot is made tracked when it is stored (plain
+    containers become persistent ones, ``prototypes.persist``), so only a
+    value an older image still holds as a plain container is untracked.
+    """
     if receiver is None:
-        return False
-    from persistent import Persistent
+        return True
     try:
         value = receiver.lookup(slot)
-    except Exception:     # unknown slot: be strict
-        return False
-    return isinstance(value, Persistent)
+    except Exception:     # unknown slot: whatever is stored there will be tracked
+        return True
+    return not _plain_container(value)
+
+
+def _plain_container(value):
+    return isinstance(value, (list, dict, set)) or (
+        type(value) is tuple and any(_plain_container(v) for v in value))
 
 
 def check(fn, receiver=None) -> list:
@@ -111,9 +119,10 @@ def check(fn, receiver=None) -> list:
             continue
         reasons.append(Reason(
             "persistence-covenant", m.line,
-            f"in-place change to slot {m.slot!r} ({m.what}) is invisible to ZODB: add "
-            "`self._p_changed = True` to this method, or keep a persistent container "
-            "(PersistentList/PersistentMapping) in the slot"))
+            f"in-place change to slot {m.slot!r} ({m.what}): the slot still holds a plain "
+            f"{type(receiver.lookup(m.slot)).__name__}, whose changes ZODB cannot see (an image "
+            "from before slots were tracked). Run `batos init` on the image to track it, "
+            "assign a new value to the slot, or add `self._p_changed = True`"))
     return reasons
 
 

@@ -206,12 +206,18 @@ class Counted:
 
 
 def metered_iter(obj):
-    if type(obj) is Counted:
+    t = type(obj)
+    if t is Counted:
         return iter(obj.obj)
+    if t is _GENERATOR and obj.gi_code.co_filename.startswith("<method"):
+        return obj          # a method's own generator: its loops already tick
     it = iter(obj)
     if getattr(_local, "budget", None) is None:
         return it
     return _metered(it)
+
+
+_GENERATOR = type(x for x in ())
 
 
 def _metered(it):
@@ -277,11 +283,11 @@ def limit_fmt(value, conversion, spec):
         value = str(value)
     elif conversion == 97:
         value = ascii(value)
-    _size_spec(spec)
+    size_spec(spec)
     return format(value, spec)
 
 
-def _size_spec(spec):
+def size_spec(spec):
     budget = current()
     if budget is not None and isinstance(spec, str):
         import re
@@ -304,47 +310,6 @@ def padding_method(text, name):
 
 
 # -- builtins that consume or create iterables ---------------------------------
-class BigRange:
-    """A range too long to hand to C code whole: iteration is metered."""
-    __slots__ = ("r",)
-
-    def __init__(self, r):
-        self.r = r
-
-    def __iter__(self):
-        return metered_iter(self.r)
-
-    def __reversed__(self):
-        return metered_iter(reversed(self.r))
-
-    def __len__(self):
-        return len(self.r)
-
-    def __getitem__(self, i):
-        out = self.r[i]
-        return limited_range_of(out) if isinstance(out, range) else out
-
-    def __contains__(self, x):
-        return x in self.r
-
-    def index(self, x):
-        return self.r.index(x)
-
-    def count(self, x):
-        return self.r.count(x)
-
-    def __repr__(self):
-        return repr(self.r)
-
-
-def limited_range_of(r):
-    return r if len(r) <= 100_000 else BigRange(r)
-
-
-def limited_range(*args):
-    return limited_range_of(range(*args))
-
-
 def _consuming(fn):
     """``fn`` with its iterable argument metered (min/max of several values are left as they are)."""
     def wrapper(*args, **kw):
@@ -358,8 +323,11 @@ def _consuming(fn):
 def _sized_bytes(kind):
     def make(*args, **kw):
         budget = current()
-        if budget is not None and args and isinstance(args[0], int):
-            budget.reserve(args[0], f"{kind.__name__}({args[0]})")
+        if budget is not None and args:
+            if isinstance(args[0], int):
+                budget.reserve(args[0], f"{kind.__name__}({args[0]})")
+            elif not isinstance(args[0], (str, bytes, bytearray)):
+                args = (metered_iter(args[0]),) + args[1:]
         return kind(*args, **kw)
     make.__name__ = kind.__name__
     return make
@@ -372,7 +340,7 @@ def _limited_iter(*args):
 
 
 def _limited_format(value, spec=""):
-    _size_spec(spec)
+    size_spec(spec)
     return format(value, spec)
 
 
@@ -382,11 +350,23 @@ def _limited_pow(base, exp, mod=None):
     return pow(base, exp, mod)
 
 
+def _each_metered(fn):
+    """``map``/``filter``/``zip``: every iterable argument metered."""
+    def wrapper(*args, **kw):
+        if fn is builtins.zip:
+            return fn(*map(metered_iter, args), **kw)
+        return fn(args[0], *map(metered_iter, args[1:]), **kw) if args else fn(**kw)
+    wrapper.__name__ = fn.__name__
+    return wrapper
+
+
 LIMITED_BUILTINS = {
     **{f.__name__: _consuming(f) for f in (
         builtins.sum, builtins.min, builtins.max, builtins.sorted, builtins.list, builtins.tuple,
-        builtins.set, builtins.frozenset, builtins.any, builtins.all, builtins.enumerate)},
-    "range": limited_range, "iter": _limited_iter, "bytes": _sized_bytes(bytes),
+        builtins.set, builtins.frozenset, builtins.any, builtins.all, builtins.enumerate,
+        builtins.dict)},
+    **{f.__name__: _each_metered(f) for f in (builtins.map, builtins.filter, builtins.zip)},
+    "iter": _limited_iter, "bytes": _sized_bytes(bytes),
     "bytearray": _sized_bytes(bytearray), "format": _limited_format, "pow": _limited_pow,
 }
 

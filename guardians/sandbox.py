@@ -20,6 +20,7 @@ import builtins
 import copy
 import operator
 import string
+import types
 
 from persistent.list import PersistentList
 from persistent.mapping import PersistentMapping
@@ -30,8 +31,9 @@ from RestrictedPython.Guards import (
     safe_builtins,
 )
 from RestrictedPython.PrintCollector import PrintCollector
+from RestrictedPython.transformer import RestrictingNodeTransformer
 
-from . import covenant, limits, security
+from . import limits, modules, security
 
 
 class SandboxError(Exception):
@@ -46,7 +48,7 @@ def _refuse_name(name):
 
 
 class _SafeFormatter(string.Formatter):
-    """str.format whose field paths go through the same guards as code."""
+    """str.format whose field paths go through the same guards as code, widths sized first."""
 
     def get_field(self, field_name, args, kwargs):
         import _string
@@ -56,11 +58,28 @@ class _SafeFormatter(string.Formatter):
             obj = guarded_getattr(obj, key) if is_attr else guarded_getitem(obj, key)
         return obj, first
 
+    def format_field(self, value, format_spec):
+        limits.size_spec(format_spec)
+        return format(value, format_spec)
+
 
 def _safe_format(text):
     def format(*args, **kw):
         return _SafeFormatter().vformat(text, args, kw)
     return format
+
+
+def _safe_format_map(text):
+    def format_map(mapping):
+        return _SafeFormatter().vformat(text, (), mapping)
+    return format_map
+
+
+def _str_format(template, *args, **kw):
+    """``str.format(template, ...)``, the unbound spelling."""
+    if not isinstance(template, str):
+        raise SandboxError(f"str.format needs a str, not {type(template).__name__}")
+    return _safe_format(template)(*args, **kw)
 
 
 # Attributes refused on a kind of object whatever the name looks like:
@@ -73,10 +92,12 @@ def guarded_getattr(obj, name, *default):
     if name in limits.PADDING and isinstance(obj, (str, bytes, bytearray)):
         return limits.padding_method(obj, name)
     if name in ("format", "format_map"):
-        if isinstance(obj, str) and name == "format":
-            return _safe_format(obj)
-        if isinstance(obj, (str, bytes)) or (isinstance(obj, type) and issubclass(obj, (str, bytes))):
-            raise SandboxError(f"{name} is only allowed as 'literal'.format(...); use an f-string")
+        if isinstance(obj, str):
+            return _safe_format(obj) if name == "format" else _safe_format_map(obj)
+        if obj is str and name == "format":
+            return _str_format
+        if isinstance(obj, type) and issubclass(obj, str):
+            raise SandboxError(f"str.{name} is reached through a string: 'text'.{name}(...)")
     if name == "define" and hasattr(type(obj), "holder_of"):
         raise SandboxError("methods cannot install methods (define is for the console and "
                            "the system)")
@@ -173,6 +194,86 @@ def note_changed(obj, *slots):
         holder.__dict__["_slots"]._p_changed = True
 
 
+# Types a method sees as the plain type it stands for (type(), isinstance()).
+ALIASES = {}
+
+
+def register_alias(plain, kind):
+    """``kind`` (a tracked or proxy container) stands for ``plain`` (list, dict, set)."""
+    ALIASES[kind] = plain
+
+
+class TypeView:
+    """What ``type(x)`` gives for an object that is not plain data: its name only."""
+    __slots__ = ("name",)
+
+    def __init__(self, name):
+        object.__setattr__(self, "name", name)
+
+    def __setattr__(self, name, value):
+        raise SandboxError("a type cannot be changed in a method")
+
+    def __eq__(self, other):
+        return isinstance(other, TypeView) and other.name == self.name
+
+    def __hash__(self):
+        return hash(self.name)
+
+    def __repr__(self):
+        return f"<class {self.name!r}>"
+
+
+_PLAIN_TYPES = frozenset({int, float, complex, str, bytes, bytearray, bool, list, tuple, dict,
+                          set, frozenset, type(None), range, slice})
+
+
+def safe_type(*args):
+    """``type(x)``: plain types as themselves, anything else as a TypeView."""
+    if len(args) != 1:
+        raise SandboxError("type() takes exactly one argument in a method (no class creation)")
+    t = type(args[0])
+    if t in _PLAIN_TYPES:
+        return t
+    plain = ALIASES.get(t)
+    if plain is not None:
+        return plain
+    name = getattr(type(args[0]), "shown_as", None) or t.__name__
+    return TypeView(name)
+
+
+def safe_isinstance(obj, kinds):
+    """``isinstance``, with tracked and proxy containers counting as list/dict/set."""
+    if isinstance(kinds, TypeView):
+        return safe_type(obj) == kinds
+    if isinstance(kinds, tuple) and any(isinstance(k, TypeView) for k in kinds):
+        return any(safe_isinstance(obj, k) for k in kinds)
+    if isinstance(obj, kinds):
+        return True
+    plain = ALIASES.get(type(obj))
+    return plain is not None and (plain is kinds or (isinstance(kinds, tuple) and plain in kinds))
+
+
+def type_name(obj):
+    """What ``x.__name__`` becomes: readable on types, functions and modules only."""
+    if isinstance(obj, TypeView):
+        return obj.name
+    if isinstance(obj, (type, types.FunctionType, types.BuiltinFunctionType,
+                        types.MethodType)) or type(obj).__name__ == "Module":
+        return obj.__name__
+    raise SandboxError(f"__name__ is readable on types and functions, not a "
+                       f"{type(obj).__name__}")
+
+
+def aug_item(obj, key, op, value):
+    """``obj[key] op= value``, each part evaluated once."""
+    guarded_write(obj)[key] = inplace_var(op, guarded_getitem(obj, key), value)
+
+
+def aug_attr(obj, name, op, value):
+    """``obj.name op= value``."""
+    guarded_setattr(obj, name, inplace_var(op, guarded_getattr(obj, name), value))
+
+
 _EXTRA_BUILTINS = {
     name: getattr(builtins, name)
     for name in ("min", "max", "sum", "enumerate", "list", "dict", "set", "frozenset", "any",
@@ -181,145 +282,56 @@ _EXTRA_BUILTINS = {
 }
 
 
-def safe_globals(name="<method>"):
+def safe_globals(name="<method>", metered=True):
+    """The globals a method runs with; ``metered=False`` for an isolated worker (no meters)."""
     # SystemExit, KeyboardInterrupt, GeneratorExit: a method must not stop its host.
     builtins = {k: v for k, v in safe_builtins.items()
                 if not (isinstance(v, type) and issubclass(v, BaseException)
                         and not issubclass(v, Exception))}
     builtins.update(_EXTRA_BUILTINS)
-    builtins.update(limits.LIMITED_BUILTINS)
-    builtins.update(getattr=guarded_getattr, hasattr=guarded_hasattr,
-                    setattr=guarded_setattr, delattr=guarded_delattr)
+    if metered:
+        builtins.update(limits.LIMITED_BUILTINS)
+    builtins.update(getattr=guarded_getattr, hasattr=guarded_hasattr, setattr=guarded_setattr,
+                    delattr=guarded_delattr, type=safe_type, isinstance=safe_isinstance,
+                    slice=slice)
     return {
         "__builtins__": builtins, "__name__": f"batos.method.{name}", "__metaclass__": type,
         "_getattr_": guarded_getattr, "_getitem_": guarded_getitem, "_write_": guarded_write,
-        "_getiter_": limits.metered_iter, "_iter_unpack_sequence_": guarded_iter_unpack_sequence,
+        "_getiter_": limits.metered_iter if metered else iter,
+        "_iter_unpack_sequence_": guarded_iter_unpack_sequence,
         "_unpack_sequence_": guarded_unpack_sequence, "_inplacevar_": inplace_var,
         "_print_": PrintCollector, "_apply_": lambda f, *a, **kw: f(*a, **kw),
         "math": limits.MATH, "note_changed": note_changed, "limit_tick": limits.limit_tick,
         "limit_op": limits.limit_op, "limit_fmt": limits.limit_fmt,
-        "limit_counted": limits.Counted,
+        "limit_counted": limits.Counted, "limit_import": modules.limit_import,
+        "type_name": type_name, "aug_item": aug_item, "aug_attr": aug_attr,
     }
 
 
-class _Rewrite(ast.NodeTransformer):
-    """Make vetted source compile under RestrictedPython.
+class Policy(RestrictingNodeTransformer):
+    """RestrictedPython's checks, with ``nonlocal`` allowed (it only names enclosing locals)."""
 
-    ``self._p_changed = True`` becomes ``note_changed(self, 'slot', ...)`` and
-    ``a.b op= v`` / ``a[k] op= v`` (refused by RestrictedPython) become
-    ``a.b = a.b op v`` when the target has no side effects. Every function and
-    loop body starts with ``limit_tick()`` (a ``for`` iterable is wrapped in
-    ``limit_counted`` so that it is not metered twice); ``*``, ``**``, ``<<``, ``%`` become
-    ``limit_op(...)`` and f-string fields with a format spec ``limit_fmt(...)``.
-    """
-
-    def __init__(self, receiver, slots):
-        self.receiver, self.slots = receiver, slots
-
-    def visit_Assign(self, node):
-        if security.is_changed_marker(node, self.receiver):
-            call = ast.Call(ast.Name("note_changed", ast.Load()),
-                            [ast.Name(self.receiver, ast.Load())]
-                            + [ast.Constant(s) for s in self.slots], [])
-            return ast.copy_location(ast.Expr(call), node)
-        return self.generic_visit(node)
-
-    def visit_arg(self, node):
-        node.annotation = None          # annotations would run at definition time
-        return node
-
-    def visit_FunctionDef(self, node):
-        node.returns = None
-        node = self.generic_visit(node)
-        doc = node.body[:1] if (isinstance(node.body[0], ast.Expr) and isinstance(
-            node.body[0].value, ast.Constant) and isinstance(node.body[0].value.value, str)) else []
-        node.body = doc + [_tick(node)] + node.body[len(doc):]
-        return node
-
-    def visit_While(self, node):
-        node = self.generic_visit(node)
-        node.body = [_tick(node)] + node.body
-        return node
-
-    def visit_For(self, node):
-        # A tick in the body is cheaper than metering each item (~3x, measured),
-        # so the iterable is marked as already counted.
-        node = self.generic_visit(node)
-        node.body = [_tick(node)] + node.body
-        node.iter = ast.copy_location(
-            ast.Call(ast.Name("limit_counted", ast.Load()), [node.iter], []), node.iter)
-        return node
-
-    def visit_BinOp(self, node):
-        node = self.generic_visit(node)
-        op = _AMPLIFIERS.get(type(node.op))
-        if op is None:
-            return node
-        call = ast.Call(ast.Name("limit_op", ast.Load()), [ast.Constant(op), node.left, node.right], [])
-        return ast.copy_location(call, node)
-
-    def visit_FormattedValue(self, node):
-        node = self.generic_visit(node)
-        if node.format_spec is None:
-            return node
-        call = ast.Call(ast.Name("limit_fmt", ast.Load()),
-                        [node.value, ast.Constant(node.conversion), node.format_spec], [])
-        return ast.copy_location(ast.FormattedValue(ast.copy_location(call, node), -1, None), node)
-
-    def visit_AugAssign(self, node):
-        node = self.generic_visit(node)
-        if isinstance(node.target, (ast.Attribute, ast.Subscript)):
-            if not _pure(node.target):
-                raise SandboxError(f"line {node.lineno}: augmented assignment to a computed "
-                                   "target; write `x = x + y` instead")
-            load = _as_load(node.target)
-            value = self.visit_BinOp(ast.copy_location(ast.BinOp(load, node.op, node.value), node))
-            return ast.copy_location(ast.Assign([node.target], value), node)
-        return node
-
-
-_AMPLIFIERS = {ast.Mult: "*", ast.Pow: "**", ast.LShift: "<<", ast.Mod: "%"}
-
-
-def _tick(node):
-    return ast.copy_location(ast.Expr(ast.Call(ast.Name("limit_tick", ast.Load()), [], [])), node)
-
-
-def _pure(expr):
-    return all(isinstance(n, (ast.Name, ast.Attribute, ast.Subscript, ast.Constant, ast.Load,
-                              ast.Store, ast.Slice)) for n in ast.walk(expr))
-
-
-def _as_load(target):
-    new = copy.deepcopy(target)
-    new.ctx = ast.Load()
-    return new
-
-
-def rewrite(tree, fn):
-    """The tree RestrictedPython compiles (see _Rewrite); raises SandboxError."""
-    receiver = (fn.args.posonlyargs + fn.args.args)[0].arg
-    tree = _Rewrite(receiver, covenant.changed_slots(fn)).visit(copy.deepcopy(tree))
-    return ast.fix_missing_locations(tree)
+    def visit_Nonlocal(self, node):
+        return self.node_contents_visit(node)
 
 
 def restricted_errors(tree):
     """RestrictedPython's own complaints about a rewritten tree (a second opinion)."""
     from RestrictedPython.compile import compile_restricted_exec
-    return list(compile_restricted_exec(copy.deepcopy(tree)).errors)
+    return list(compile_restricted_exec(copy.deepcopy(tree), policy=Policy).errors)
 
 
-def compile_rewritten(tree, fn_name, name):
+def compile_rewritten(tree, fn_name, name, metered=True):
     """RestrictedPython-compile a vetted, rewritten tree; return the function."""
-    code = compile_restricted(tree, filename=f"<method {name}>", mode="exec")
-    glb = safe_globals(name)
+    code = compile_restricted(tree, filename=f"<method {name}>", mode="exec", policy=Policy)
+    glb = safe_globals(name, metered)
     exec(code, glb)      # defines the function only; its body runs under the guards
     return glb[fn_name]
 
 
-def compile_method(source, name="<method>"):
+def compile_method(source, name="<method>", metered=True):
     """Vet and compile method source; raises GuardianRejection if refused."""
     from . import vet
-    verdict = vet(source, name=name, covenant_check=False)
+    verdict = vet(source, name=name, covenant_check=False, metered=metered)
     verdict.raise_if_rejected()
-    return compile_rewritten(verdict.tree, verdict.function, name)
+    return compile_rewritten(verdict.tree, verdict.function, name, metered)

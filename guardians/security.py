@@ -1,41 +1,42 @@
-"""Security guardian: a static allow/deny check of method source.
+"""Security guardian: static checks on method source before anything compiles.
 
-LLM output is untrusted input. This pass runs before RestrictedPython's own
+Method source is untrusted input. This pass runs before RestrictedPython's own
 compile-time checks (a second, independent layer) and the run-time guards in
 ``guardians.sandbox`` (a third). Rules, each with an id used in verdicts:
 
 - ``one-function``: the source is exactly one ``def`` whose first parameter is
   the receiver; no decorators, no ``async``.
-- ``import``, ``global``, ``class``: none of these statements.
+- ``import``: only ``import M`` / ``from M import name`` of a module in
+  ``guardians.modules.ALLOWED`` (pure standard modules), no submodules, no ``*``.
+- ``global``, ``class``: none of these statements.
 - ``private-attribute``: no attribute starting with ``_`` (dunders, ``_p_``,
-  ``_v_``) — the one exception is the persistence marker
+  ``_v_``). Two exceptions: reading ``x.__name__``, and the persistence marker
   ``self._p_changed = True``; also through ``getattr``/``setattr``/``hasattr``/
   ``delattr`` with a constant name.
-- ``private-name``: no name starting with ``_``.
+- ``private-name``: no name starting with ``__`` (one leading ``_`` is fine:
+  ``_``, ``_total``, ``def _helper``).
 - ``frame-attribute``: no attributes that climb to frames, code or globals
   (``gi_frame``, ``f_globals``, ``tb_frame``, ``cr_frame``, ...).
 - ``forbidden-name``: no exec/eval/compile/open/__import__/globals/locals/
   vars/breakpoint/input and the other names in FORBIDDEN_NAMES.
-- ``format-string``: ``str.format``/``format_map`` only on a constant whose
-  fields are plain (no ``.attr`` or ``[key]``); use an f-string instead.
 - ``definition-time``: default values must be literals, so that installing a
   method (which defines the function) runs none of its code.
 - ``too-large``: source over MAX_SOURCE characters.
 """
 import ast
 import re
-import string
 
 from .verdict import Reason
 
 MAX_SOURCE = 20_000
 FORBIDDEN_NAMES = frozenset({
     "exec", "eval", "compile", "open", "__import__", "globals", "locals", "vars",
-    "breakpoint", "input", "help", "exit", "quit", "memoryview", "type", "object",
+    "breakpoint", "input", "help", "exit", "quit", "memoryview", "object",
     "super", "dir", "classmethod", "staticmethod", "property", "__builtins__",
     "__loader__", "__spec__", "getattribute", "reload", "execfile", "file",
     # inserted by the sandbox's rewrite only
-    "note_changed", "limit_tick", "limit_op", "limit_fmt", "limit_counted",
+    "note_changed", "limit_tick", "limit_op", "limit_fmt", "limit_counted", "limit_import",
+    "type_name", "aug_item", "aug_attr",
 })
 FRAME_ATTRIBUTES = frozenset({
     "gi_frame", "gi_code", "gi_yieldfrom", "gi_running", "cr_frame", "cr_code",
@@ -46,7 +47,6 @@ FRAME_ATTRIBUTES = frozenset({
     "mro",
 })
 ATTR_BUILTINS = frozenset({"getattr", "setattr", "hasattr", "delattr"})
-_FORMAT_FIELD = string.Formatter()
 
 
 def is_changed_marker(node, receiver):
@@ -97,7 +97,7 @@ def check(tree) -> list:
     for node in ast.walk(tree):
         line = getattr(node, "lineno", None)
         if isinstance(node, (ast.Import, ast.ImportFrom)):
-            reasons.append(Reason("import", line, "imports are not allowed"))
+            reasons.extend(_check_import(node, line))
         elif isinstance(node, ast.Global):
             reasons.append(Reason("global", line, "the global statement is not allowed"))
         elif isinstance(node, ast.ClassDef):
@@ -105,24 +105,26 @@ def check(tree) -> list:
         elif isinstance(node, (ast.AsyncFunctionDef, ast.Await, ast.AsyncFor, ast.AsyncWith)):
             reasons.append(Reason("one-function", line, "async code is not allowed"))
         elif isinstance(node, ast.Attribute):
-            if node.attr.startswith("_") and id(node) not in markers:
+            if node.attr == "__name__" and isinstance(node.ctx, ast.Load):
+                pass
+            elif node.attr.startswith("_") and id(node) not in markers:
                 reasons.append(Reason("private-attribute", line,
                                       f"attribute {node.attr!r} starts with '_' (dunder/_p_/_v_ access is not allowed)"))
             elif node.attr in FRAME_ATTRIBUTES:
                 reasons.append(Reason("frame-attribute", line,
                                       f"attribute {node.attr!r} reaches interpreter internals"))
-            elif node.attr == "format":
-                reasons.extend(_check_format(node, line))
-            elif node.attr == "format_map":
-                reasons.append(Reason("format-string", line,
-                                      "format_map is not allowed; use an f-string"))
         elif isinstance(node, ast.Name):
             if node.id in FORBIDDEN_NAMES:
                 reasons.append(Reason("forbidden-name", line, f"{node.id!r} is not allowed in methods"))
-            elif node.id.startswith("_"):
-                reasons.append(Reason("private-name", line, f"name {node.id!r} starts with '_'"))
-        elif isinstance(node, ast.arg) and node.arg.startswith("_"):
-            reasons.append(Reason("private-name", line, f"parameter {node.arg!r} starts with '_'"))
+            elif node.id.startswith("__"):
+                reasons.append(Reason("private-name", line, f"name {node.id!r} starts with '__'"))
+        elif isinstance(node, ast.arg) and node.arg.startswith("__"):
+            reasons.append(Reason("private-name", line, f"parameter {node.arg!r} starts with '__'"))
+        elif (isinstance(node, (ast.FunctionDef, ast.ExceptHandler)) and node.name
+              and node.name.startswith("__")):
+            reasons.append(Reason("private-name", line, f"name {node.name!r} starts with '__'"))
+        elif isinstance(node, ast.Nonlocal) and any(n.startswith("__") for n in node.names):
+            reasons.append(Reason("private-name", line, "nonlocal names may not start with '__'"))
         elif isinstance(node, ast.Call):
             reasons.extend(_check_attr_builtin(node, line))
         elif isinstance(node, ast.Constant) and isinstance(node.value, str):
@@ -146,23 +148,26 @@ def _check_attr_builtin(call, line):
             if name.value.startswith("_") or name.value in FRAME_ATTRIBUTES:
                 return [Reason("private-attribute", line,
                                f"{f.id}(..., {name.value!r}) reaches a private attribute")]
-            if name.value in ("format", "format_map"):
-                return [Reason("format-string", line,
-                               f"{f.id}(..., {name.value!r}): use 'literal'.format(...) or an f-string")]
     return []
 
 
-def _check_format(node, line):
-    """``"...".format(...)``: allowed only on a constant with plain fields."""
-    target = node.value
-    if not (isinstance(target, ast.Constant) and isinstance(target.value, str)):
-        return [Reason("format-string", line,
-                       ".format on a non-constant string is not allowed; use an f-string")]
-    try:
-        fields = [f for _, f, _, _ in _FORMAT_FIELD.parse(target.value) if f]
-    except ValueError as e:
-        return [Reason("format-string", line, f"bad format string: {e}")]
-    if any(re.search(r"[.\[]", f) for f in fields):
-        return [Reason("format-string", line,
-                       "format fields may not reach attributes or items; use an f-string")]
-    return []
+def _check_import(node, line):
+    """``import M`` / ``from M import n`` of an allowed module only."""
+    from .modules import ALLOWED
+    allowed = ", ".join(sorted(ALLOWED))
+    if isinstance(node, ast.ImportFrom):
+        if node.level or node.module not in ALLOWED:
+            return [Reason("import", line, f"a method may import only {allowed}, "
+                                           f"not {'.' * node.level}{node.module or ''}")]
+        bad = [a.name for a in node.names if a.name == "*" or a.name.startswith("_")
+               or (node.module != "math" and a.name not in ALLOWED[node.module])]
+        if bad:
+            return [Reason("import", line, f"cannot import {', '.join(bad)} from {node.module}")]
+        return [Reason("private-name", line, f"name {a.asname!r} starts with '__'")
+                for a in node.names if (a.asname or "").startswith("__")]
+    bad = [a.name for a in node.names if a.name not in ALLOWED]
+    if bad:
+        return [Reason("import", line, f"a method may import only {allowed}, "
+                                       f"not {', '.join(bad)}")]
+    return [Reason("private-name", line, f"name {a.asname!r} starts with '__'")
+            for a in node.names if (a.asname or "").startswith("__")]

@@ -14,7 +14,7 @@ from mindhost.schema import MINDS
 from night.schema import LINEAGE
 from prototypes import UvmObject
 from prototypes import bootstrap as _bootstrap
-from prototypes.bootstrap import TRAITS, Part
+from prototypes.bootstrap import TRACKING, TRAITS, Part
 from prototypes.settings import defaults
 
 from .extend import ExtensionSettings
@@ -78,7 +78,7 @@ def _make_extension(env):
 PSM = Part("psm", ("state", "states", *CONTAINERS), _make_psm, _psm_upgrades, _psm_upgrade)
 EXTENSION = Part("extension", ("extension",), _make_extension)
 
-SCHEMA = (TRAITS, MINDS, MEMORY, LINEAGE, PSM, EXTENSION)
+SCHEMA = (TRAITS, MINDS, MEMORY, LINEAGE, PSM, EXTENSION, TRACKING)
 WELL_KNOWN = _bootstrap.names_of(SCHEMA)
 
 

@@ -13,14 +13,16 @@ import dataclasses
 import logging
 from typing import Callable
 
+from persistent.list import PersistentList
 from persistent.mapping import PersistentMapping
 
 from guardians import limits
 from image.errors import ImageVersionError
-from image.meta import SCHEMA_VERSION, ensure_meta, schema_version
+from image.meta import SCHEMA_VERSION, ensure_meta, get_meta, schema_version
 
 from .method import Method
 from .object import UvmObject
+from .persist import untracked
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +73,49 @@ def _traits_upgrade(root, todo):
 
 
 TRAITS = Part("traits", ("traits",), _make_traits, _traits_upgrades, _traits_upgrade)
+
+
+def _tracking_upgrades(root):
+    """An image made before transparent persistence may hold plain containers in slots."""
+    return [] if get_meta(root).get("tracked_slots") else ["tracked slots"]
+
+
+def _tracking_upgrade(root, todo):
+    changed = track_all(root)
+    ensure_meta(root)["tracked_slots"] = True
+    if changed:
+        log.info("bootstrap made %d plain containers in slots tracked", changed)
+
+
+def track_all(root) -> int:
+    """Replace every plain container held (at any depth) in a reachable slot; return how many."""
+    changed, seen = 0, set()
+    todo = [v for v in root.values()]
+    while todo:
+        value = todo.pop()
+        if id(value) in seen:
+            continue
+        seen.add(id(value))
+        if isinstance(value, UvmObject):
+            for name, slot in list(value.own_slots().items()):
+                if untracked(slot):
+                    value.set_slot(name, slot)      # set_slot converts it
+                    changed += 1
+                todo.append(value.lookup(name))
+        elif isinstance(value, (PersistentMapping, PersistentList, tuple)) or _is_btree(value):
+            items = value.values() if hasattr(value, "values") else value
+            todo.extend(v for v in items if not isinstance(v, _ATOMS))
+    return changed
+
+
+def _is_btree(value):
+    return (type(value).__module__ or "").startswith("BTrees.") and hasattr(value, "values")
+
+
+_ATOMS = (int, float, str, bytes, type(None))
+
+# Last of every schema: it walks what the other parts made.
+TRACKING = Part("tracking", (), lambda env: {}, _tracking_upgrades, _tracking_upgrade)
 
 
 def names_of(parts) -> tuple:
@@ -128,4 +173,4 @@ def well_known(root, parts) -> dict:
     return {k: root[k] for k in names_of(parts) if k in root}
 
 
-__all__ = ["Part", "TRAITS", "bootstrap", "well_known", "names_of"]
+__all__ = ["Part", "TRAITS", "TRACKING", "track_all", "bootstrap", "well_known", "names_of"]

@@ -1,10 +1,16 @@
 """Methods are slots holding source text; the compiled function is volatile.
 
-A call from outside method code runs under the guardians' limits (a time
-budget, an allocation and an output ceiling; ``guardians.limits``) read
-from the ``method_limits`` slot in the receiver's chain, and inside a
-savepoint: if the call raises, whatever it wrote is rolled back, so a
-failing method leaves the image as it was.
+Two ways to run, one semantics (a call's writes are all or nothing, in the
+caller's transaction; limits from the ``method_limits`` slot in the
+receiver's chain):
+
+- an **untrusted** method (written by a mind, or marked ``untrusted`` by the
+  owner) always runs in an isolated worker process (``prototypes.isolation``),
+  with the operating system holding its limits and the host checking every
+  write against its capabilities;
+- a method the owner wrote runs here, in process, under the guardians'
+  in-interpreter budget (``guardians.limits``) and inside a savepoint: if
+  the call raises, whatever it wrote is rolled back.
 """
 import logging
 import time
@@ -25,6 +31,8 @@ class Method(Persistent):
     every earlier version is kept and can be restored (``revert``).
     """
     previous = None        # images from before versions were kept load with none
+    untrusted = False      # the owner's mark: run in a worker even though a person wrote it
+    grants = None          # kind -> {"by", "at"}: what an untrusted method may also write
 
     def __init__(self, name, source, provenance=None, previous=None):
         self.name = name
@@ -35,6 +43,11 @@ class Method(Persistent):
     @property
     def provenance(self):
         return types.MappingProxyType(self._provenance)
+
+    @property
+    def isolated(self) -> bool:
+        """Does this method run in an isolated worker (written by a mind, or marked untrusted)?"""
+        return bool(self.untrusted) or self._provenance.get("author") == "mind"
 
     def versions(self) -> list:
         """This version, then each earlier one, newest first."""
@@ -73,7 +86,12 @@ class BoundMethod:
 
     def __call__(self, *args, **kw):
         from guardians import limits
-        fn = self.method.function()
+        method = self.method
+        if method.isolated:
+            from .isolation import call
+            return call(self.receiver, method, args, kw,
+                        self.receiver.lookup("method_limits", None))
+        fn = method.function()
         if limits.current() is not None:           # called from method code: its budget
             return fn(self.receiver, *args, **kw)
         receiver = self.receiver

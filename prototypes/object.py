@@ -34,6 +34,7 @@ from . import extension
 from .errors import DelegationCycle, DoesNotUnderstand, SlotError
 from .interfaces import IPrototype
 from .method import BoundMethod, Method, install
+from .persist import Unstorable, tracked
 from .slots import Slots, is_parent_name
 
 _psa = Persistent.__setattr__
@@ -82,9 +83,12 @@ class UvmObject(Persistent):
     def __init__(self, **slots):
         for name, value in slots.items():
             check_slot_name(name)
-            if name[-1] == "*" and not isinstance(value, UvmObject):
-                raise SlotError(f"parent slot {name!r} must hold a prototype object, "
-                                f"not {type(value).__name__}")
+            if name[-1] == "*":
+                if not isinstance(value, UvmObject):
+                    raise SlotError(f"parent slot {name!r} must hold a prototype object, "
+                                    f"not {type(value).__name__}")
+            else:
+                slots[name] = _tracked(name, value)
         # Neither object is in a database yet, so nothing needs tracking: adopt
         # the keyword dict as the mapping's data. A new object has no readers
         # and cannot be its own ancestor.
@@ -173,6 +177,8 @@ class UvmObject(Persistent):
                 raise DelegationCycle([self, self])
             if any(o is self for o in value.lookup_chain()):
                 raise DelegationCycle([self] + _path_to(value, self) + [self])
+        else:
+            value = _tracked(name, value)   # plain containers become tracked ones
         slots = self._slots
         slots[name] = value              # tracked write; every cached read of it is forgotten
         if type(value) is not Method and name[-1] != "*":
@@ -260,6 +266,13 @@ class UvmObject(Persistent):
         d = self.__dict__
         d.clear()
         d["_slots"] = state["_slots"]
+
+
+def _tracked(name, value):
+    try:
+        return tracked(value)
+    except Unstorable as e:
+        raise Unstorable(f"slot {name!r}: {e}") from None
 
 
 def _resolve(obj, name):

@@ -1,0 +1,157 @@
+"""The wire between a host and an isolated worker: framed JSON, never pickle.
+
+A worker runs untrusted code, so everything it sends is untrusted input: the
+host decodes plain data only (JSON plus a few tagged kinds), each message
+bounded in size and nesting, and anything else is refused. Frames are a
+4-byte big-endian length and that many bytes of UTF-8 JSON.
+
+Tagged values (a JSON object with one of these keys): ``l`` list, ``t``
+tuple, ``d`` dict as ``[[key, value], ...]``, ``s`` set, ``f`` frozenset,
+``b`` bytes (base64), ``i`` a big int (hex), ``h`` a handle (a reference the
+host gave out: a prototype, a tracked container, a method).
+"""
+import base64
+import json
+import os
+import select
+import time
+
+MAX_DEPTH = 200             # nesting a decoder follows before refusing the value
+
+
+class WireError(Exception):
+    """A malformed, oversized or forged message."""
+
+
+class Closed(WireError):
+    """The other end went away (a worker that died)."""
+
+
+class Timeout(WireError):
+    """No message before the deadline."""
+
+
+class Channel:
+    """One end of a pipe pair carrying frames."""
+
+    def __init__(self, rfd, wfd):
+        self.rfd, self.wfd = rfd, wfd
+        self.buf = bytearray()
+
+    def send(self, message):
+        self.send_raw(dumps(message))
+
+    def send_raw(self, data):
+        data = len(data).to_bytes(4, "big") + data
+        view = memoryview(data)
+        while view:
+            n = os.write(self.wfd, view)
+            view = view[n:]
+
+    def recv(self, deadline=None, limit=1 << 30):
+        """The next message; ``deadline`` is a ``time.monotonic()`` value (None: wait)."""
+        while True:
+            if len(self.buf) >= 4:
+                n = int.from_bytes(self.buf[:4], "big")
+                if n > limit:
+                    raise WireError(f"a message of {n:,} bytes (at most {limit:,})")
+                if len(self.buf) >= 4 + n:
+                    data = bytes(self.buf[4:4 + n])
+                    del self.buf[:4 + n]
+                    try:
+                        return json.loads(data)
+                    except (ValueError, RecursionError) as e:
+                        raise WireError(f"a message that is not JSON: {e}") from None
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise Timeout("no reply before the deadline")
+                ready, _, _ = select.select([self.rfd], [], [], left)
+                if not ready:
+                    raise Timeout("no reply before the deadline")
+            chunk = os.read(self.rfd, 1 << 16)
+            if not chunk:
+                raise Closed("the other end closed the pipe")
+            self.buf += chunk
+
+
+def dumps(message) -> bytes:
+    return json.dumps(message, separators=(",", ":")).encode()   # ASCII: lone surrogates survive
+
+
+def encode(value, handle, depth=0):
+    """Plain data as JSON-ready values; ``handle(v)`` describes anything else (or raises)."""
+    t = type(value)
+    if value is None or t is bool or t is str or t is float:
+        return value
+    if t is int:
+        return value if -(1 << 63) <= value < (1 << 63) else {"i": hex(value)}
+    if depth > MAX_DEPTH:
+        raise WireError(f"a value nested more than {MAX_DEPTH} deep")
+    d = depth + 1
+    if t is list:
+        return {"l": [encode(v, handle, d) for v in value]}
+    if t is tuple:
+        return {"t": [encode(v, handle, d) for v in value]}
+    if t is dict:
+        return {"d": [[encode(k, handle, d), encode(v, handle, d)] for k, v in value.items()]}
+    if t is set:
+        return {"s": [encode(v, handle, d) for v in value]}
+    if t is frozenset:
+        return {"f": [encode(v, handle, d) for v in value]}
+    if t is bytes or t is bytearray:
+        return {"b": base64.b64encode(value).decode()}
+    return handle(value)
+
+
+def decode(value, handle, depth=0):
+    """The inverse of ``encode``; ``handle(desc)`` turns a handle description into an object."""
+    if not isinstance(value, dict):
+        if isinstance(value, list):
+            raise WireError("a bare list on the wire")
+        return value
+    if depth > MAX_DEPTH:
+        raise WireError(f"a value nested more than {MAX_DEPTH} deep")
+    d = depth + 1
+    if len(value) == 1:
+        (tag, body), = value.items()
+        if tag == "l":
+            return [decode(v, handle, d) for v in _items(body)]
+        if tag == "t":
+            return tuple(decode(v, handle, d) for v in _items(body))
+        if tag == "d":
+            out = {}
+            for pair in _items(body):
+                if not isinstance(pair, list) or len(pair) != 2:
+                    raise WireError("a dict entry that is not a pair")
+                out[_key(decode(pair[0], handle, d))] = decode(pair[1], handle, d)
+            return out
+        if tag == "s":
+            return {_key(decode(v, handle, d)) for v in _items(body)}
+        if tag == "f":
+            return frozenset(_key(decode(v, handle, d)) for v in _items(body))
+        if tag == "b":
+            if not isinstance(body, str):
+                raise WireError("bytes that are not base64 text")
+            return base64.b64decode(body)
+        if tag == "i":
+            if not isinstance(body, str) or len(body) > 1 << 20:
+                raise WireError("a big int that is not hex text")
+            return int(body, 16)
+    if "h" in value:
+        return handle(value)
+    raise WireError(f"an unknown value on the wire: {sorted(value)[:3]}")
+
+
+def _items(body):
+    if not isinstance(body, list):
+        raise WireError("a tagged value without a list")
+    return body
+
+
+def _key(k):
+    try:
+        hash(k)
+    except TypeError:
+        raise WireError(f"an unhashable {type(k).__name__} as a key") from None
+    return k

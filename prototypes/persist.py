@@ -1,0 +1,194 @@
+"""Transparent persistence: plain containers stored in slots become tracked ones.
+
+ZODB sees a write to an object it tracks, not an in-place change to a plain
+``list``/``dict``/``set`` held by one. So every value stored in a slot goes
+through ``tracked``: lists become PersistentLists, dicts (and dict subclasses:
+Counter, defaultdict, OrderedDict) PersistentMappings, sets PersistentSets,
+recursively, tuples included. ``self.items.append(x)`` then persists from any
+code. The slot holds a tracked *copy*: a local list assigned to a slot and
+changed afterwards is not the slot's list (read it back from the slot).
+
+Values an image cannot store (functions, generators, modules, bound methods)
+are refused when they are assigned, not when the transaction commits.
+"""
+import types
+
+from persistent import Persistent
+from persistent.list import PersistentList
+from persistent.mapping import PersistentMapping
+
+
+class PersistentSet(Persistent):
+    """A set whose in-place changes ZODB sees (the ``set`` API, results of operators plain)."""
+
+    def __init__(self, items=()):
+        self.data = set(items)
+
+    def _changed(self):
+        self._p_changed = True
+
+    # reads
+    def __contains__(self, x):
+        return x in self.data
+
+    def __iter__(self):
+        return iter(self.data)
+
+    def __len__(self):
+        return len(self.data)
+
+    def __eq__(self, other):
+        return self.data == (other.data if isinstance(other, PersistentSet) else other)
+
+    __hash__ = None
+
+    def __repr__(self):
+        return f"PersistentSet({sorted(self.data, key=repr)!r})"
+
+    def copy(self):
+        return set(self.data)
+
+    def __getattr__(self, name):
+        # union, issubset, ...: read-only set methods answered by the data
+        if name in _READS:
+            return getattr(self.data, name)
+        raise AttributeError(name)
+
+    # writes
+    def add(self, x):
+        self.data.add(x)
+        self._changed()
+
+    def discard(self, x):
+        self.data.discard(x)
+        self._changed()
+
+    def remove(self, x):
+        self.data.remove(x)
+        self._changed()
+
+    def pop(self):
+        x = self.data.pop()
+        self._changed()
+        return x
+
+    def clear(self):
+        self.data.clear()
+        self._changed()
+
+    def update(self, *others):
+        self.data.update(*others)
+        self._changed()
+
+    def difference_update(self, *others):
+        self.data.difference_update(*others)
+        self._changed()
+
+    def intersection_update(self, *others):
+        self.data.intersection_update(*others)
+        self._changed()
+
+    def symmetric_difference_update(self, other):
+        self.data.symmetric_difference_update(other)
+        self._changed()
+
+    def __ior__(self, other):
+        self.update(other)
+        return self
+
+    def __or__(self, other):
+        return self.data | set(other)
+
+    def __and__(self, other):
+        return self.data & set(other)
+
+    def __sub__(self, other):
+        return self.data - set(other)
+
+    def __xor__(self, other):
+        return self.data ^ set(other)
+
+
+_READS = frozenset({"union", "intersection", "difference", "symmetric_difference",
+                    "issubset", "issuperset", "isdisjoint"})
+
+# What an image cannot store: pickling it fails at commit, and loses the whole transaction.
+UNSTORABLE = (types.FunctionType, types.LambdaType, types.GeneratorType, types.CoroutineType,
+              types.AsyncGeneratorType, types.MethodType, types.BuiltinFunctionType,
+              types.ModuleType, types.FrameType, types.CodeType, types.TracebackType)
+
+
+class Unstorable(TypeError):
+    """A value that cannot be stored in the image."""
+
+
+def tracked(value, memo=None):
+    """``value`` with every plain container in it replaced by a tracked copy.
+
+    Persistent containers are kept (their plain contents converted in place);
+    objects with identity (prototypes, methods, blobs) are kept as they are.
+    """
+    t = type(value)
+    if t in _ATOMS:
+        return value
+    if memo is None:
+        memo = {}
+    key = id(value)
+    if key in memo:
+        return memo[key]
+    if isinstance(value, UNSTORABLE) or _is_unstorable(value):
+        raise Unstorable(f"a {t.__name__} cannot be stored in the image; store plain data "
+                         "(numbers, text, lists, dicts, sets) or prototype objects")
+    if t is PersistentList:
+        memo[key] = value
+        for i, v in enumerate(value.data):
+            new = tracked(v, memo)
+            if new is not v:
+                value[i] = new
+        return value
+    if t is PersistentMapping:
+        memo[key] = value
+        for k, v in list(value.data.items()):
+            new = tracked(v, memo)
+            if new is not v:
+                value[k] = new
+        return value
+    if isinstance(value, list):
+        new = memo[key] = PersistentList()
+        new.data.extend(tracked(v, memo) for v in value)
+        return new
+    if isinstance(value, dict) and not isinstance(value, Persistent):
+        new = memo[key] = PersistentMapping()
+        new.data.update((k, tracked(v, memo)) for k, v in value.items())
+        return new
+    if isinstance(value, set):
+        new = memo[key] = PersistentSet(value)
+        return new
+    if t is tuple:
+        items = tuple(tracked(v, memo) for v in value)
+        new = value if all(a is b for a, b in zip(items, value)) else items
+        memo[key] = new
+        return new
+    return value
+
+
+_ATOMS = frozenset({int, float, str, bytes, bool, type(None), complex})
+
+
+def _is_unstorable(value):
+    # BoundMethod and friends: callables of the object model that are not data
+    return type(value).__name__ in ("BoundMethod", "Send")
+
+
+def untracked(value, memo=None) -> bool:
+    """Does ``value`` hold a plain container (one whose in-place changes ZODB would miss)?"""
+    if type(value) in _ATOMS:
+        return False
+    if isinstance(value, (list, dict, set)) and not isinstance(value, Persistent):
+        return True
+    if type(value) is tuple:
+        return any(untracked(v) for v in value)
+    if type(value) in (PersistentList, PersistentMapping):
+        data = value.data.values() if isinstance(value, PersistentMapping) else value.data
+        return any(untracked(v) for v in data)
+    return False
