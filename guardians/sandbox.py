@@ -15,8 +15,7 @@ consume iterables are metered. What is still not contained: nesting a value
 deeply enough to overflow CPython's C stack inside hash()/len(), and a
 single slow C call that allocates nothing (see ``limits``).
 """
-import ast
-import builtins
+import builtins as _builtins
 import copy
 import operator
 import string
@@ -275,7 +274,7 @@ def aug_attr(obj, name, op, value):
 
 
 _EXTRA_BUILTINS = {
-    name: getattr(builtins, name)
+    name: getattr(_builtins, name)
     for name in ("min", "max", "sum", "enumerate", "list", "dict", "set", "frozenset", "any",
                  "all", "map", "filter", "reversed", "sorted", "zip", "tuple", "range", "iter",
                  "next", "format", "print")
@@ -291,6 +290,8 @@ def safe_globals(name="<method>", metered=True):
     builtins.update(_EXTRA_BUILTINS)
     if metered:
         builtins.update(limits.LIMITED_BUILTINS)
+    else:       # the same names, unmetered: the worker's OS limits bound them
+        builtins.update({k: getattr(_builtins, k) for k in limits.LIMITED_BUILTINS})
     builtins.update(getattr=guarded_getattr, hasattr=guarded_hasattr, setattr=guarded_setattr,
                     delattr=guarded_delattr, type=safe_type, isinstance=safe_isinstance,
                     slice=slice)

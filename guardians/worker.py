@@ -102,6 +102,7 @@ def run_call(chan, msg):
         reply = {"op": "fail", "type": "LimitExceeded", "kind": "memory",
                  "message": f"the call allocated more than its {memory / 2**20:.1f} MB ceiling"}
     except BaseException as e:      # noqa: BLE001 - everything a method raises goes back
+        session.open = False        # finalizers freed with the traceback cannot write
         data = None
         reply = {"op": "fail", "type": type(e).__name__, "message": _text(e),
                  "kind": getattr(e, "kind", None)}

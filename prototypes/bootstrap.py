@@ -132,7 +132,8 @@ def bootstrap(img, parts) -> list:
     with img.view() as root:
         _check_version(img, root)
         if (schema_version(root) is not None and all(k in root for k in names)
-                and not _todo(root, parts)):
+                and not _todo(root, parts)
+                and list(get_meta(root).get("well_known", ())) == list(names)):
             return []       # nothing to do: write nothing
     if img.read_only:
         raise ImageVersionError(f"the image at {img.location} is not bootstrapped and is "
@@ -142,7 +143,7 @@ def bootstrap(img, parts) -> list:
         with attempt as conn:
             root = conn.root()
             _check_version(img, root)
-            ensure_meta(root)
+            ensure_meta(root)["well_known"] = list(names)   # what capabilities protect
             created, env = [], {}
             for part in parts:
                 missing = [k for k in part.names if k not in root]

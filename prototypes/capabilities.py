@@ -70,10 +70,13 @@ class Rights:
         self.refused = None         # the first refusal: the call fails even if it was caught
 
     def well_known(self):
+        """Ids of the image's well-known prototypes (the names bootstrap recorded)."""
         if self._well_known is None:
+            from image.meta import get_meta
             jar = self.receiver._p_jar
             root = jar.root() if jar is not None else {}
-            self._well_known = {id(v) for v in root.values()}
+            names = get_meta(root).get("well_known", ()) if jar is not None else ()
+            self._well_known = {id(root[n]) for n in names if n in root}
         return self._well_known
 
     def created_now(self, obj):

@@ -9,6 +9,7 @@ shared by reference.
 from persistent.list import PersistentList
 from persistent.mapping import PersistentMapping
 
+from .persist import PersistentSet
 from .slots import Slots
 
 
@@ -39,6 +40,8 @@ def _copy(value, memo):
     elif t in (dict, PersistentMapping, Slots):
         new = memo[key] = t()
         new.update({k: _copy(v, memo) for k, v in value.items()})
+    elif t is PersistentSet:
+        new = memo[key] = PersistentSet(_copy(v, memo) for v in value.data)
     elif t in (set, frozenset):
         new = memo[key] = t(_copy(v, memo) for v in value)
     elif t is tuple:

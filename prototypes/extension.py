@@ -78,13 +78,14 @@ DEFAULTS = {
 
 RULES = """\
 - Write exactly one function: `def SELECTOR(self, ...)`. `self` is the object.
-- Read and write the object's slots as attributes: `self.count`, `self.count = 3`.
-- No import, class, global, exec, eval, open, input, type, object or super.
-- No name or attribute starting with `_`.
-- Use f-strings, not `.format(...)` with fields.
-- If you change a list or dict held in a slot in place (`self.items.append(x)`),
-  end with `self._p_changed = True`; or assign a new value to the slot instead.
+- Read and write the object's slots as attributes: `self.count`, `self.count = 3`;
+  lists and dicts in slots may be changed in place (`self.items.append(x)`).
+- You may import math, re, json, datetime, itertools, functools, collections,
+  statistics, string, textwrap, decimal, fractions and random; nothing else.
+- No class, global, exec, eval, open, input, object or super.
+- No attribute starting with `_` (except `type(x).__name__`).
 - Default argument values must be plain literals.
+- Write only to the object's own slots (other objects need the owner's grant).
 - A call may run for at most a couple of seconds and allocate a few tens of MB."""
 
 EXAMPLES = [

@@ -29,7 +29,7 @@ from guardians import wire
 from guardians.sandbox import SandboxError
 
 from .capabilities import Rights
-from .method import Method
+from .method import Method, savepoint_of, undo_to
 from .persist import PersistentSet, tracked
 from .slots import Slots
 
@@ -73,8 +73,11 @@ class Undo:
             data = c.data
             self.entries.append(("container", c, None, type(data)(data)))
 
-    def rollback(self):
+    def rollback(self, detached_only=False):
+        """Put back what was changed (only objects outside any connection, after a savepoint did the rest)."""
         for kind, obj, name, old in reversed(self.entries):
+            if detached_only and obj._p_jar is not None:
+                continue
             try:
                 if kind == "slot":
                     if old is _MISSING:
@@ -191,9 +194,26 @@ class Broker:
             raise AttributeError(f"{obj.short_name()} does not understand {name!r}")
         return self.encode(value, obj.holder_of(name), name, bound=obj)
 
+    def adopt(self, value, obj):
+        """``value`` with every tracked container another object holds replaced by a copy.
+
+        Storing another object's list in your own slot must not give you a way
+        to change it later: you get your own copy (as ``clone`` would).
+        """
+        from .clone import _copy
+        t = type(value)
+        if t in _TRACKED:
+            owner = self.owner.get(self.handles.get(id(value)), (None,))[0]
+            return value if owner is obj or id(owner) in self.rights.created else _copy(value, {})
+        if t in (list, tuple):
+            return t(self.adopt(v, obj) for v in value)
+        if t is dict:
+            return {k: self.adopt(v, obj) for k, v in value.items()}
+        return value
+
     def do_set(self, msg):
         obj, name = self.prototype(msg), self.slot_name(msg)
-        value = self.decode(msg.get("v"))
+        value = self.adopt(self.decode(msg.get("v")), obj)
         old = obj._slots.data.get(name)
         self.rights.check(obj, name, old, value)
         self.undo.slot(obj, name)
@@ -215,7 +235,7 @@ class Broker:
             for name, value in kw.items():
                 if not isinstance(name, str) or name[:1] == "_":
                     raise SandboxError(f"slot {name!r} is not allowed")
-            new = obj.clone(**kw)
+            new = obj.clone(**{k: self.adopt(v, None) for k, v in kw.items()})
             self.rights.created_now(new)
             return self.encode(new)
         if fn not in _READ_API:
@@ -243,11 +263,12 @@ class Broker:
         if not isinstance(args, list):
             raise wire.WireError("malformed arguments")
         self.undo.container(c)
-        out = _MUTATE[type(c)](c, msg.get("m"), [tracked(a) for a in args])
+        out = _MUTATE[type(c)](c, msg.get("m"), [tracked(self.adopt(a, owner)) for a in args])
         return self.encode(out, owner, slot)
 
 
 _OPS = frozenset({"get", "set", "del", "api", "mut"})
+_TRACKED = (PersistentList, PersistentMapping, PersistentSet)
 
 
 def _list_op(c, op, a):
@@ -314,6 +335,8 @@ def call(receiver, method, args, kw, settings=None):
     limits = lim.check(settings)
     broker = Broker(receiver, method)
     what = f"{receiver.short_name()}.{method.name}"
+    anchor = next((o for o in (receiver, *receiver.parents()) if o._p_jar is not None), None)
+    savepoint = savepoint_of(anchor) if anchor is not None else None
     ok = False
     try:
         request = {"op": "call", "src": method.source, "name": method.name,
@@ -329,7 +352,10 @@ def call(receiver, method, args, kw, settings=None):
         return result
     finally:
         if not ok:
-            broker.undo.rollback()
+            # the savepoint puts back exactly what the image had (changed flags included);
+            # the undo record covers objects outside any connection
+            undo_to(savepoint, anchor)
+            broker.undo.rollback(detached_only=savepoint is not None)
         broker.objects.clear()          # the call is over: its handles mean nothing now
 
 
