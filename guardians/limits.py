@@ -350,6 +350,56 @@ def _limited_pow(base, exp, mod=None):
     return pow(base, exp, mod)
 
 
+class MeteredType:
+    """A builtin type whose calls meter their iterable, and that still acts as the type.
+
+    ``isinstance(x, list)``, ``type(x) == list``, ``list.append`` and
+    ``dict.fromkeys`` keep working in metered method code; ``list(it)`` meters ``it``.
+    """
+    __slots__ = ("kind", "make")
+
+    def __init__(self, kind, make):
+        object.__setattr__(self, "kind", kind)
+        object.__setattr__(self, "make", make)
+
+    def __call__(self, *args, **kw):
+        return self.make(*args, **kw)
+
+    def __instancecheck__(self, obj):
+        return isinstance(obj, self.kind)
+
+    def __subclasscheck__(self, cls):
+        return issubclass(cls.kind if isinstance(cls, MeteredType) else cls, self.kind)
+
+    def __getattr__(self, name):
+        return getattr(self.kind, name)
+
+    def __setattr__(self, name, value):
+        raise AttributeError(f"{self.kind.__name__} cannot be changed")
+
+    def __eq__(self, other):
+        return other is self.kind or (isinstance(other, MeteredType) and other.kind is self.kind)
+
+    def __hash__(self):
+        return hash(self.kind)
+
+    def __repr__(self):
+        return repr(self.kind)
+
+
+def _metered_type(kind):
+    if kind is dict:
+        def make(*args, **kw):
+            if args and not hasattr(args[0], "keys"):
+                args = (metered_iter(args[0]),) + args[1:]
+            return dict(*args, **kw)
+    elif kind in (builtins.map, builtins.filter, builtins.zip):
+        return MeteredType(kind, _each_metered(kind))
+    else:
+        make = _consuming(kind)
+    return MeteredType(kind, make)
+
+
 def _each_metered(fn):
     """``map``/``filter``/``zip``: every iterable argument metered."""
     def wrapper(*args, **kw):
@@ -360,12 +410,14 @@ def _each_metered(fn):
     return wrapper
 
 
+METERED_TYPES = {t: _metered_type(t) for t in (
+    builtins.list, builtins.tuple, builtins.set, builtins.frozenset, builtins.dict,
+    builtins.enumerate, builtins.map, builtins.filter, builtins.zip)}
+
 LIMITED_BUILTINS = {
     **{f.__name__: _consuming(f) for f in (
-        builtins.sum, builtins.min, builtins.max, builtins.sorted, builtins.list, builtins.tuple,
-        builtins.set, builtins.frozenset, builtins.any, builtins.all, builtins.enumerate,
-        builtins.dict)},
-    **{f.__name__: _each_metered(f) for f in (builtins.map, builtins.filter, builtins.zip)},
+        builtins.sum, builtins.min, builtins.max, builtins.sorted, builtins.any, builtins.all)},
+    **{t.__name__: m for t, m in METERED_TYPES.items()},
     "iter": _limited_iter, "bytes": _sized_bytes(bytes),
     "bytearray": _sized_bytes(bytearray), "format": _limited_format, "pow": _limited_pow,
 }

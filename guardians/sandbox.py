@@ -236,12 +236,26 @@ def safe_type(*args):
     plain = ALIASES.get(t)
     if plain is not None:
         return plain
-    name = getattr(type(args[0]), "shown_as", None) or t.__name__
+    return _type_view(args[0], t)
+
+
+def metered_type(*args):
+    """``type(x)`` in metered code: the builtin types as the names the code sees."""
+    t = safe_type(*args)
+    return limits.METERED_TYPES.get(t, t)
+
+
+def _type_view(obj, t):
+    name = getattr(t, "_shown_as", None) or t.__name__
     return TypeView(name)
 
 
 def safe_isinstance(obj, kinds):
     """``isinstance``, with tracked and proxy containers counting as list/dict/set."""
+    if isinstance(kinds, limits.MeteredType):
+        kinds = kinds.kind
+    elif isinstance(kinds, tuple):
+        kinds = tuple(k.kind if isinstance(k, limits.MeteredType) else k for k in kinds)
     if isinstance(kinds, TypeView):
         return safe_type(obj) == kinds
     if isinstance(kinds, tuple) and any(isinstance(k, TypeView) for k in kinds):
@@ -256,6 +270,8 @@ def type_name(obj):
     """What ``x.__name__`` becomes: readable on types, functions and modules only."""
     if isinstance(obj, TypeView):
         return obj.name
+    if isinstance(obj, limits.MeteredType):
+        return obj.kind.__name__
     if isinstance(obj, (type, types.FunctionType, types.BuiltinFunctionType,
                         types.MethodType)) or type(obj).__name__ == "Module":
         return obj.__name__
@@ -293,7 +309,8 @@ def safe_globals(name="<method>", metered=True):
     else:       # the same names, unmetered: the worker's OS limits bound them
         builtins.update({k: getattr(_builtins, k) for k in limits.LIMITED_BUILTINS})
     builtins.update(getattr=guarded_getattr, hasattr=guarded_hasattr, setattr=guarded_setattr,
-                    delattr=guarded_delattr, type=safe_type, isinstance=safe_isinstance,
+                    delattr=guarded_delattr, type=metered_type if metered else safe_type,
+                    isinstance=safe_isinstance,
                     slice=slice)
     return {
         "__builtins__": builtins, "__name__": f"batos.method.{name}", "__metaclass__": type,

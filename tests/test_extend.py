@@ -49,7 +49,7 @@ def test_a_missing_method_is_written_installed_and_answers_the_resent_call(mem_i
     prompt = model.calls[0]
     assert "calc.double(21)" in prompt and "base = 10" in prompt      # the call and the slots
     assert "def describe(self)" in prompt                            # inherited methods
-    assert "No import" in prompt and "def add_item" in prompt        # rules and examples
+    assert "You may import math" in prompt and "def add_item" in prompt   # rules, examples
     assert "test_extend.py" in prompt                                # the call site
     assert [e for e, _ in events] == ["asking", "accepted", "installed"]
     with mem_image.view() as root:
