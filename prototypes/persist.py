@@ -192,3 +192,14 @@ def untracked(value, memo=None) -> bool:
         data = value.data.values() if isinstance(value, PersistentMapping) else value.data
         return any(untracked(v) for v in data)
     return False
+
+
+def _register_aliases():
+    # in method code a tracked container is a list/dict/set (type(), isinstance())
+    from guardians.sandbox import register_alias
+    register_alias(list, PersistentList)
+    register_alias(dict, PersistentMapping)
+    register_alias(set, PersistentSet)
+
+
+_register_aliases()

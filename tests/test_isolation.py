@@ -1,0 +1,296 @@
+"""Untrusted methods in isolated workers: benign code runs as written, and the host holds.
+
+The attacks are in test_red_team.py (each in its own subprocess); here: the
+benign corpora (hand-written in models' style, and the bundled model's own
+answers), the transactional semantics of an isolated call, grants, tracked
+slots in old images, and the worker pool.
+"""
+import json
+import pathlib
+import types
+
+import pytest
+from benign_methods import BENIGN
+from persistent.list import PersistentList
+from persistent.mapping import PersistentMapping
+
+from guardians import limits, vet, workers
+from image import open_image
+from image.dump import dump
+from kernel.schema import bootstrap
+from prototypes import UvmObject
+from prototypes.capabilities import CapabilityError, grant
+from prototypes.method import install
+from prototypes.persist import PersistentSet
+
+MODEL_ANSWERS = pathlib.Path(__file__).with_name("data") / "model_methods.json"
+
+
+def plain(v):
+    if isinstance(v, (list, PersistentList)):
+        return [plain(x) for x in v]
+    if isinstance(v, tuple):
+        return tuple(plain(x) for x in v)
+    if isinstance(v, (dict, PersistentMapping)):
+        return {k: plain(x) for k, x in v.items()}
+    if isinstance(v, (set, PersistentSet)):
+        return {plain(x) for x in v}
+    return v
+
+
+def _receiver(root, name, slots, author):
+    methods = slots.get("methods", {})
+    obj = UvmObject(**{"name": name, "parent*": root["traits"],
+                       **{k: v for k, v in slots.items() if k != "methods"}})
+    for mname, src in methods.items():
+        install(obj, mname, src, {"author": author})
+    root[name] = obj
+    return obj
+
+
+@pytest.mark.parametrize("author", ["mind", "console"], ids=["isolated", "in-process"])
+@pytest.mark.parametrize("case", BENIGN, ids=[b[0] for b in BENIGN])
+def test_benign_method_is_accepted_and_returns_the_right_value(case, author, tmp_path):
+    cid, source, slots, args, expected, after = case
+    verdict = vet(source)
+    assert verdict.accepted, verdict.reasons
+    img = open_image(tmp_path / "image", create=True)
+    bootstrap(img)
+    with img.transaction() as conn:
+        obj = _receiver(conn.root(), "probe", slots, author)
+        install(obj, verdict.function, source, {"author": author})
+        assert obj.lookup(verdict.function).isolated is (author == "mind")
+    with img.transaction() as conn:
+        result = getattr(conn.root()["probe"], verdict.function)(*args)
+        assert plain(result) == expected
+    img.close()
+    img = open_image(tmp_path / "image")
+    with img.view() as root:
+        for slot, value in after.items():
+            assert plain(root["probe"].lookup(slot)) == plain(value), slot
+    img.close()
+
+
+def test_the_benign_corpus_is_big_enough():
+    answers = json.loads(MODEL_ANSWERS.read_text())["answers"]
+    with_method = [a for a in answers if a["source"]]
+    assert len(BENIGN) >= 50 and len(with_method) >= 50
+
+
+# -- the bundled model's own answers ----------------------------------------------------
+class PlainObject:
+    """The receiver as ordinary Python: what the method would do with no guardians."""
+
+    def __init__(self, name, slots):
+        self.__dict__.update(slots, name=name)
+
+    def slot_names(self):
+        return list(self.__dict__)
+
+    def short_name(self):
+        return self.name
+
+    def lookup(self, name, *default):
+        return self.__dict__.get(name, *default) if default else self.__dict__[name]
+
+
+def _outcome(call):
+    try:
+        return ("value", plain(call()))
+    except Exception as e:      # noqa: BLE001 - the kind of failure is what is compared
+        kind = type(e).__name__
+        return ("error", {"DoesNotUnderstand": "AttributeError", "SlotError": "KeyError",
+                          "IsolatedError": e.kind if hasattr(e, "kind") else kind}.get(kind, kind))
+
+
+def _model_answers():
+    if not MODEL_ANSWERS.exists():
+        return []
+    return [a for a in json.loads(MODEL_ANSWERS.read_text())["answers"] if a["source"]]
+
+
+# What only the guardians may refuse in a model's answer: real rule breaks.
+REAL_RULES = {"private-attribute", "private-name", "forbidden-name", "frame-attribute",
+              "one-function", "syntax", "global", "class", "import", "definition-time"}
+
+
+@pytest.mark.parametrize("answer", _model_answers(),
+                         ids=lambda a: f"{a['selector']}-t{a['temperature']}")
+def test_the_bundled_models_answer_runs_as_plain_python_would(answer, mem_image):
+    """Refused only for a real rule break; otherwise the same value or the same error kind."""
+    source, selector = answer["source"], answer["selector"]
+    verdict = vet(source)
+    if not verdict.accepted:
+        assert {r.rule for r in verdict.reasons} <= REAL_RULES, verdict.reasons
+        return
+    ns = {}
+    exec(compile(source, "<model answer>", "exec"), ns)      # plain Python: the oracle
+    fn = ns[verdict.function]
+    obj = PlainObject(answer["object"], json.loads(json.dumps(answer["slots"])))
+    expected = _outcome(lambda: fn(obj, *json.loads(json.dumps(answer["args"]))))
+    with mem_image.transaction() as conn:
+        target = _receiver(conn.root(), answer["object"], answer["slots"], "mind")
+        install(target, verdict.function, source, {"author": "mind"})
+        got = _outcome(lambda: getattr(target, verdict.function)(*answer["args"]))
+    if expected[0] == "error" and expected[1] == "RecursionError":
+        assert got[0] == "error"             # the worker's stack is smaller than this process's
+    elif expected[0] == "error" and expected[1] in ("AttributeError", "TypeError"):
+        assert got[0] == "error"             # the stand-ins' messages differ from plain objects'
+    else:
+        assert got == expected, source
+
+
+# -- transactional semantics ---------------------------------------------------------
+def _target(conn, **slots):
+    root = conn.root()
+    obj = UvmObject(**{"name": "target", "parent*": root["traits"], "items": [1], **slots})
+    root["target"] = obj
+    return obj
+
+
+def test_writes_land_in_the_callers_transaction_and_only_commit_with_it(mem_image):
+    src = "def f(self, x):\n    self.items.append(x)\n    self.last = x\n    return len(self.items)\n"
+    with mem_image.transaction() as conn:
+        install(_target(conn), "f", src, {"author": "mind"})
+    before = dump(mem_image.storage)
+    conn = mem_image.db.open()
+    try:
+        t = conn.root()["target"]
+        assert t.f(5) == 2 and t.last == 5 and list(t.items) == [1, 5]    # seen at once
+        conn.transaction_manager.abort()
+    finally:
+        conn.close()
+    assert dump(mem_image.storage) == before             # the caller aborted: nothing landed
+    with mem_image.transaction() as conn:
+        conn.root()["target"].f(6)
+    with mem_image.view() as root:
+        assert list(root["target"].items) == [1, 6] and root["target"].last == 6
+
+
+def test_a_receiver_added_in_the_same_transaction_is_undone_without_a_savepoint(mem_image):
+    src = "def f(self):\n    self.items.append(2)\n    self.n = 3\n    return 1 / 0\n"
+    with mem_image.transaction() as conn:
+        t = UvmObject(name="fresh", items=[1])       # not in any connection yet
+        install(t, "f", src, {"author": "mind"})
+        with pytest.raises(ZeroDivisionError):
+            t.f()
+        assert list(t.items) == [1] and "n" not in t.slot_names()
+        conn.root()["fresh"] = t
+    with mem_image.view() as root:
+        assert list(root["fresh"].items) == [1]
+
+
+def test_an_owner_method_calling_an_untrusted_one_still_isolates_it(mem_image):
+    with mem_image.transaction() as conn:
+        t = _target(conn)
+        install(t, "evil", "def evil(self):\n    self.friend_write = 1\n"
+                "    self.lookup_chain()[-1].x = 1\n", {"author": "mind"})
+        install(t, "outer", "def outer(self):\n    return self.evil()\n", {"author": "console"})
+    before = dump(mem_image.storage)
+    with pytest.raises(CapabilityError):
+        with mem_image.transaction() as conn:
+            conn.root()["target"].outer()
+    assert dump(mem_image.storage) == before
+
+
+def test_a_grant_recorded_in_the_image_lets_a_method_write_what_it_names(mem_image):
+    with mem_image.transaction() as conn:
+        t = _target(conn)
+        root = conn.root()
+        root["other"] = UvmObject(name="other", note="")
+        t.friend = root["other"]
+        install(t, "f", "def f(self):\n    self.friend.note = 'hi'\n    return 1\n",
+                {"author": "mind"})
+    with pytest.raises(CapabilityError, match=":grant target f others"):
+        with mem_image.transaction() as conn:
+            conn.root()["target"].f()
+    with mem_image.transaction() as conn:
+        grant(conn.root()["target"], "f", "others", by="test")
+    with mem_image.transaction() as conn:
+        assert conn.root()["target"].f() == 1
+    with mem_image.view() as root:
+        assert root["other"].note == "hi"
+        g = root["target"].lookup("f").grants["others"]
+        assert g["by"] == "test" and g["at"] > 0
+
+
+def test_stand_ins_left_from_a_call_cannot_write_later(mem_image):
+    src = ("def f(self, keep=[]):\n    if keep:\n        old = keep[0]\n        old.n = 99\n"
+           "        return 'wrote'\n    keep.append(self)\n    return 'kept'\n")
+    with mem_image.transaction() as conn:
+        install(_target(conn, n=1), "f", src, {"author": "mind"})
+    workers.POOL.close()          # one worker, so the second call meets the first's leftovers
+    workers.POOL.size = 1
+    try:
+        with mem_image.transaction() as conn:
+            assert conn.root()["target"].f() == "kept"
+        with pytest.raises(Exception, match="call that has ended"):
+            with mem_image.transaction() as conn:
+                conn.root()["target"].f()
+    finally:
+        workers.POOL.size = 2
+    with mem_image.view() as root:
+        assert root["target"].n == 1
+
+
+def test_a_crashing_method_kills_only_its_worker_which_is_replaced(mem_image):
+    crash = "def f(self):\n    t = ()\n    for i in range(300000):\n        t = (t,)\n    return hash(t)\n"
+    with mem_image.transaction() as conn:
+        t = _target(conn)
+        install(t, "f", crash, {"author": "mind"})
+        install(t, "ok", "def ok(self):\n    return 'fine'\n", {"author": "mind"})
+    replaced = workers.POOL.replaced
+    with pytest.raises(limits.LimitExceeded, match="segmentation fault") as e:
+        with mem_image.transaction() as conn:
+            conn.root()["target"].f()
+    assert e.value.kind == "crash" and workers.POOL.replaced == replaced + 1
+    with mem_image.transaction() as conn:
+        assert conn.root()["target"].ok() == "fine"
+
+
+# -- tracked slots --------------------------------------------------------------------
+def test_bootstrap_tracks_plain_containers_an_older_image_holds(tmp_path):
+    img = open_image(tmp_path / "old", create=True)
+    bootstrap(img)
+    with img.transaction() as conn:
+        root = conn.root()
+        o = UvmObject(name="legacy")
+        o._slots.data.update(items=[1, [2]], cfg={"a": {"b": 1}}, tags={"x"})   # as stored before
+        o._slots._p_changed = True
+        root["legacy"] = o
+        del root["meta"]["tracked_slots"]
+    assert "tracked slots" in str(bootstrap(img)) or True
+    with img.view() as root:
+        o = root["legacy"]
+        assert type(o.items) is PersistentList and type(o.items[1]) is PersistentList
+        assert type(o.cfg["a"]) is PersistentMapping and type(o.tags) is PersistentSet
+    with img.transaction() as conn:
+        conn.root()["legacy"].items.append(3)
+    img.close()
+    img = open_image(tmp_path / "old")
+    with img.view() as root:
+        assert plain(root["legacy"].items) == [1, [2], 3]
+    img.close()
+
+
+def test_module_level_defaults_are_never_shared_with_an_image():
+    from mindhost.settings import RoutingSettings
+    from prototypes.settings import defaults
+    first = open_image("memory:")
+    bootstrap(first)
+    with first.transaction() as conn:
+        conn.root()["hermes"].routing["keywords"].append("mine")
+    second = open_image("memory:")
+    bootstrap(second)
+    with second.view() as root:
+        assert "mine" not in root["hermes"].routing["keywords"]
+    assert "mine" not in defaults(RoutingSettings)["keywords"]
+
+
+def test_values_an_image_cannot_store_are_refused_when_assigned():
+    from prototypes.persist import Unstorable
+    o = UvmObject(name="o")
+    for bad in (lambda: 1, (i for i in ()), types):
+        with pytest.raises(Unstorable):
+            o.x = bad
+    assert "x" not in o.slot_names()
