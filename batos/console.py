@@ -40,12 +40,15 @@ method; the guardians vet it, it is installed and the call is re-sent
   :methods OBJ [NAME]   OBJ's methods with who wrote them; with NAME, every
                         version's source, prompt answers and guardian verdicts
   :revert OBJ NAME      restore the previous version of OBJ's method NAME
+  :grant OBJ NAME KIND  let OBJ's untrusted method NAME also write KIND: parents,
+                        methods, limits, others or well-known (-KIND takes it back)
+  :untrust OBJ NAME [off]  run OBJ's method NAME isolated, as if a mind wrote it
   :rate N GOOD|BAD [note]  the owner's verdict on exchange N (numbered by :send)
   :help                 this text
   :quit                 leave (also Ctrl-D)
 """
 COMMANDS = (":inspect", ":define", ":snapshot", ":memory", ":ask", ":send", ":missions",
-            ":rate", ":methods", ":revert", ":help", ":quit")
+            ":rate", ":methods", ":revert", ":grant", ":untrust", ":help", ":quit")
 
 
 def history_path():
@@ -142,6 +145,10 @@ class Console:
             self.extension.methods(rest)
         elif cmd == ":revert":
             self.extension.revert(rest)
+        elif cmd == ":grant":
+            self.extension.grant(rest)
+        elif cmd == ":untrust":
+            self.extension.untrust(rest)
         elif cmd in (":send", ":missions", ":rate"):
             try:
                 return getattr(self.missions, cmd[1:])(rest)

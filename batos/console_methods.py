@@ -1,4 +1,4 @@
-"""The console's self-extension: the extender its inputs run with, ``:methods`` and ``:revert``.
+"""The console's self-extension: the extender, ``:methods``, ``:revert``, ``:grant``, ``:untrust``.
 
 Standalone, a message no object understands is answered here: the mind's
 deployed runtime writes the method while a spinner says so. Attached to a
@@ -12,6 +12,7 @@ from rich.table import Table
 
 from kernel import extend
 from prototypes import Method, UvmObject
+from prototypes import capabilities
 from prototypes.method import revert
 
 
@@ -85,7 +86,8 @@ class ConsoleExtension:
         for i, m in enumerate(method.versions()):
             p = m.provenance
             title = "current" if i == 0 else f"earlier version {i}"
-            self.out.print(f"[bold]{escape(name)}[/] — {title}: {escape(describe(p))}")
+            self.out.print(f"[bold]{escape(name)}[/] — {title}: {escape(describe(p))}; "
+                           f"{escape(trust(m))}")
             for n, a in enumerate(p.get("attempts") or [], 1):
                 verdict = "accepted" if a["accepted"] else "rejected: " + "; ".join(a["reasons"])
                 if a.get("failure"):
@@ -119,6 +121,50 @@ class ConsoleExtension:
                            f"{escape(describe(restored.provenance))}")
         return True
 
+    def grant(self, rest):
+        """``:grant OBJ NAME KIND`` (``-KIND`` takes it back): recorded on the method's version."""
+        parts = rest.split()
+        if len(parts) != 3:
+            self.out.print(f"usage: :grant OBJ NAME KIND (or -KIND to revoke); KIND is one of "
+                           f"{', '.join(capabilities.KINDS)}")
+            return False
+        obj_expr, name, kind = parts
+        return self._change(obj_expr, name, lambda obj: (
+            capabilities.revoke(obj, name, kind[1:]) if kind.startswith("-")
+            else capabilities.grant(obj, name, kind, by="owner (console)")),
+            f"{'revoked' if kind.startswith('-') else 'granted'} {kind.lstrip('-')} to")
+
+    def untrust(self, rest):
+        """``:untrust OBJ NAME`` (``:untrust OBJ NAME off`` undoes it): run it isolated."""
+        parts = rest.split()
+        if len(parts) not in (2, 3):
+            self.out.print("usage: :untrust OBJ NAME [off]")
+            return False
+        obj_expr, name, *off = parts
+
+        def mark(obj):
+            m = obj._slots.data.get(name)
+            if not isinstance(m, Method):
+                raise ValueError(f"{obj.short_name()} has no own method {name!r}")
+            m.untrusted = not off
+        return self._change(obj_expr, name, mark,
+                            "trusted again:" if off else "marked untrusted (runs isolated):")
+
+    def _change(self, obj_expr, name, change, verb):
+        if self.c.read_only:
+            self.out.print("[yellow]read-only console:[/] nothing can be changed")
+            return False
+        self.c.tm.begin()
+        try:
+            change(self._object(obj_expr))
+            self.c.tm.commit()
+        except Exception as e:
+            self.c.tm.abort()
+            self.c._error(e)
+            return False
+        self.out.print(f"[green]{escape(verb)}[/] {escape(obj_expr)}.{escape(name)}")
+        return True
+
     def _object(self, expr):
         obj = self.c._eval(expr)
         if not isinstance(obj, UvmObject):
@@ -136,9 +182,18 @@ def describe(p) -> str:
     return f"by {who}, {when}"
 
 
+def trust(m) -> str:
+    """How a method runs, and what it was granted."""
+    how = "isolated" if m.isolated else "in process"
+    grants = capabilities.grants(m)
+    if not grants:
+        return how + (", no grants" if m.isolated else "")
+    return how + ", grants: " + ", ".join(f"{k} (by {g['by']})" for k, g in grants.items())
+
+
 def methods_table(obj) -> Table:
     t = Table(title=f"methods of {obj.short_name()}", title_justify="left")
-    for col in ("method", "from", "versions", "written", "answers", "first line"):
+    for col in ("method", "from", "versions", "written", "runs", "answers", "first line"):
         t.add_column(col, overflow="fold")
     for name in obj.all_slot_names():
         m = obj.lookup(name)
@@ -147,7 +202,7 @@ def methods_table(obj) -> Table:
         holder = obj.holder_of(name)
         attempts = m.provenance.get("attempts") or []
         t.add_row(escape(name), "own" if holder is obj else escape(holder.short_name()),
-                  str(len(m.versions())), escape(describe(m.provenance)),
+                  str(len(m.versions())), escape(describe(m.provenance)), escape(trust(m)),
                   str(len(attempts)) if attempts else "-",
                   escape(m.source.strip().splitlines()[0][:60]))
     return t

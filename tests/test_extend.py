@@ -327,6 +327,30 @@ def test_the_console_writes_shows_provenance_and_reverts(mem_image):
     con.close()
 
 
+def test_the_console_grants_and_untrusts_and_methods_shows_it(mem_image):
+    con, text = console_with(mem_image, scripted([]))
+    con.execute("root['calc'] = traits.clone(name='calc', n=1)")
+    con.execute("root['other'] = traits.clone(name='other', n=1)")
+    con.define("root['calc']", "poke", "def poke(self, o):\n    o.n = 2\n    return o.n\n")
+    con.execute(":untrust root['calc'] poke")
+    assert "marked untrusted" in text.getvalue()
+    assert con.execute("root['calc'].poke(root['other'])") is None
+    assert "needs the 'others' grant" in text.getvalue()
+    con.execute(":grant root['calc'] poke others")
+    assert con.execute("root['calc'].poke(root['other'])") == 2
+    start = len(text.getvalue())
+    con.execute(":methods root['calc']")
+    table = text.getvalue()[start:]
+    assert "isolated, grants: others (by owner (console))" in table.replace("\n", " ")
+    con.execute(":grant root['calc'] poke -others")
+    con.execute(":grant root['calc'] poke everything")
+    assert "a grant is one of" in text.getvalue()
+    with mem_image.view() as root:
+        m = root["calc"].lookup("poke")
+        assert m.isolated and not m.grants and root["other"].n == 2
+    con.close()
+
+
 def test_the_console_survives_a_method_that_raises_system_exit(mem_image):
     import sys
     con, text = console_with(mem_image, scripted([]))

@@ -120,6 +120,35 @@ def test_an_attached_console_has_the_kernel_write_a_missing_method(kernel):
         img.close()
 
 
+def test_a_segfaulting_method_fails_its_mission_and_the_kernel_keeps_serving(kernel):
+    """The method runs in a worker: the worker dies, the kernel does not."""
+    from image import open_image
+    from kernel.extend import submit, wait
+    from prototypes import ExtensionFailed, UvmObject
+    from prototypes.method import install
+    crash = ("def crash(self):\n    self.n = 2\n    t = ()\n    for i in range(300000):\n"
+             "        t = (t,)\n    return hash(t)\n")
+    img = open_image("zeo://" + kernel.zeo)
+    try:
+        with img.transaction() as conn:
+            root = conn.root()
+            root["crasher"] = obj = UvmObject(**{"name": "crasher", "parent*": root["traits"],
+                                                 "n": 1})
+            install(obj, "crash", crash, {"author": "mind", "mind": "hermes"})
+            install(obj, "ok", "def ok(self):\n    return self.n + 1\n", {"author": "mind"})
+        with img.view() as root:
+            target = root["crasher"]
+            mid = submit(img, target, "crash")
+            with pytest.raises(ExtensionFailed, match="segmentation fault") as e:
+                wait(img, mid, timeout=120)
+            assert "crashed the worker" in str(e.value)
+            assert sorted(m.id for m in kernel.client().models.list()) == ["hermes", "orai"]
+            assert wait(img, submit(img, target, "ok"), timeout=120) == 2    # n is still 1
+        assert kernel.proc.poll() is None
+    finally:
+        img.close()
+
+
 def test_sigkill_mid_mission_then_restart(image_with_models):
     from image import open_image
     from kernel.missions import queued
