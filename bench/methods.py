@@ -1,44 +1,63 @@
-"""What the run-time limits cost a method call.
+"""What running a method under the guardians costs, in one run.
 
-Every call into method code from outside it runs under a budget
-(``guardians.limits``): a savepoint, the clock and resident memory read,
-ticks in every function and ``while`` body, metered iteration and sized
-amplifiers. This measures three methods called through the object (limited)
-against the same compiled function called bare (no budget, no ticks
-counted), in one run, interleaved, best of ``--repeat``:
+1. **Call latency**: the same trivial method (``return self.x``) called as an
+   untrusted method (in an isolated worker: a pipe round trip, a slot read
+   asked of the host, the undo record) and as an owner's method (in process,
+   under the in-interpreter budget), p50 and p90 over ``--calls`` calls.
+2. **Metering on loops**: three loop shapes run the way a method runs them,
+   against the same source compiled as plain Python and called on a plain
+   object in this process:
 
-- ``get``: a slot read (the per-call cost);
-- ``loop``: a 1,000-step for loop (the per-iteration cost);
-- ``text``: string building with ``*`` and an f-string width.
+   - ``for``: ``for i in range(n): t += i * i``;
+   - ``genexp``: ``sum(i * i for i in range(n))``;
+   - ``while``: a ``while`` loop counting into a dict.
 
-    python bench/methods.py [--repeat 5]
+   *Isolated* is the untrusted path (the worker's OS limits meter it, so the
+   code runs unmetered, plus one call's overhead); *in process* is the
+   owner's path (ticks in every loop body, metered iteration, sized
+   operators).
 
-The last line prints the ratios limited / bare.
+    python bench/methods.py [--calls 500] [--n 1000000] [--repeat 3]
+
+The last line prints the ratios.
 """
 import argparse
+import statistics
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-METHODS = {
-    "get": ("def get(self):\n    return self.x\n", 20_000),
-    "loop": ("def loop(self):\n    t = 0\n    for i in range(1000):\n        t = t + i\n"
-             "    return t\n", 500),
-    "text": ("def text(self):\n    out = []\n    n = 0\n    while n < 200:\n"
-             "        out.append(f'{n:>6}' + '-' * 10)\n        n = n + 1\n"
-             "    return ''.join(out)\n", 2_000),
+TRIVIAL = "def get(self):\n    return self.x\n"
+LOOPS = {
+    "for": "def loop(self, n):\n    t = 0\n    for i in range(n):\n        t += i * i\n    return t\n",
+    "genexp": "def loop(self, n):\n    return sum(i * i for i in range(n))\n",
+    "while": "def loop(self, n):\n    d = {}\n    i = 0\n    while i < n:\n        k = i % 97\n"
+             "        d[k] = d.get(k, 0) + 1\n        i += 1\n    return len(d)\n",
 }
 
 
-def best(fn, number, repeat):
+class Plain:
+    x = 1
+
+
+def latency(fn, calls):
+    out = []
+    for _ in range(calls):
+        t = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t)
+    out.sort()
+    return out[len(out) // 2], out[int(len(out) * 0.9)]
+
+
+def best(fn, repeat):
     times = []
     for _ in range(repeat):
         t = time.perf_counter()
-        for _ in range(number):
-            fn()
-        times.append((time.perf_counter() - t) / number)
+        fn()
+        times.append(time.perf_counter() - t)
     return min(times)
 
 
@@ -47,26 +66,58 @@ def main(argv=None):
     from rich.table import Table
 
     from prototypes import UvmObject
+    from prototypes.method import install
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--repeat", type=int, default=5)
+    p.add_argument("--calls", type=int, default=500)
+    p.add_argument("--n", type=int, default=1_000_000, help="loop length")
+    p.add_argument("--repeat", type=int, default=3)
     args = p.parse_args(argv)
-    obj = UvmObject(name="bench", x=1)
-    t = Table(title="method calls, limited vs bare (µs per call)")
-    for col in ("method", "limited", "bare", "ratio"):
+    console = Console()
+    limits = {"seconds": 60.0, "memory_mb": 512.0, "output_kb": 1024.0}
+    obj = UvmObject(name="bench", x=1, method_limits=limits)
+    install(obj, "iso_get", TRIVIAL.replace("def get", "def iso_get"), {"author": "mind"})
+    install(obj, "own_get", TRIVIAL.replace("def get", "def own_get"), {"author": "console"})
+    obj.iso_get()                               # start the worker
+    for _ in range(20):
+        obj.iso_get(), obj.own_get()
+    iso = latency(obj.iso_get, args.calls)
+    own = latency(obj.own_get, args.calls)
+    t = Table(title=f"a trivial method call ({args.calls} calls)")
+    for col in ("path", "p50 ms", "p90 ms"):
+        t.add_column(col)
+    t.add_row("isolated worker", f"{iso[0] * 1e3:.3f}", f"{iso[1] * 1e3:.3f}")
+    t.add_row("in process", f"{own[0] * 1e3:.3f}", f"{own[1] * 1e3:.3f}")
+    console.print(t)
+
+    t = Table(title=f"loops of n={args.n:,} (best of {args.repeat}, ms)")
+    for col in ("shape", "plain", "isolated", "ratio", "in process", "ratio"):
         t.add_column(col)
     ratios = {}
-    for name, (source, number) in METHODS.items():
-        obj.define(name, source)
-        fn = obj.lookup(name).function()
-        bound = getattr(obj, name)
-        limited = bare = float("inf")
-        for _ in range(args.repeat):        # interleaved: both see the same machine state
-            limited = min(limited, best(bound, number, 1))
-            bare = min(bare, best(lambda fn=fn: fn(obj), number, 1))
-        ratios[name] = limited / bare
-        t.add_row(name, f"{limited * 1e6:.2f}", f"{bare * 1e6:.2f}", f"{ratios[name]:.1f}")
-    Console().print(t)
-    print("ratios limited/bare: " + ", ".join(f"{k} {v:.1f}" for k, v in ratios.items()))
+    for shape, source in LOOPS.items():
+        ns = {}
+        exec(compile(source, f"<plain {shape}>", "exec"), ns)
+        plain_fn, plain_obj = ns["loop"], Plain()
+        iso_name, own_name = f"iso_{shape}", f"own_{shape}"
+        install(obj, iso_name, source.replace("def loop", f"def {iso_name}"), {"author": "mind"})
+        install(obj, own_name, source.replace("def loop", f"def {own_name}"),
+                {"author": "console"})
+        expect = plain_fn(plain_obj, args.n)
+        assert getattr(obj, iso_name)(args.n) == expect == getattr(obj, own_name)(args.n)
+        plain = iso_t = own_t = float("inf")
+        for _ in range(args.repeat):            # interleaved: all see the same machine state
+            plain = min(plain, best(lambda: plain_fn(plain_obj, args.n), 1))
+            iso_t = min(iso_t, best(lambda: getattr(obj, iso_name)(args.n), 1))
+            own_t = min(own_t, best(lambda: getattr(obj, own_name)(args.n), 1))
+        ratios[shape] = (iso_t / plain, own_t / plain)
+        t.add_row(shape, f"{plain * 1e3:.1f}", f"{iso_t * 1e3:.1f}", f"{iso_t / plain:.2f}",
+                  f"{own_t * 1e3:.1f}", f"{own_t / plain:.2f}")
+    console.print(t)
+    iso_ratio = statistics.median(r[0] for r in ratios.values())
+    print(f"ratios: isolated call p50 {iso[0] * 1e3:.3f} ms vs in-process "
+          f"{own[0] * 1e3:.3f} ms ({iso[0] / own[0]:.1f}x); metered/plain isolated "
+          + ", ".join(f"{k} {v[0]:.2f}" for k, v in ratios.items())
+          + f" (median {iso_ratio:.2f}); in process "
+          + ", ".join(f"{k} {v[1]:.2f}" for k, v in ratios.items()))
 
 
 if __name__ == "__main__":

@@ -41,7 +41,13 @@ INT_BITS = 1 << 21
 _TICK_EVERY = 32          # the clock is read on one tick in this many
 _RSS_EVERY = 256          # resident memory on one in this many (a read of /proc)
 _SMALL = 1 << 16          # results smaller than this are not sized against memory
-_local = threading.local()
+
+
+class _Local(threading.local):
+    budget = None       # a class default: ``_local.budget`` is one attribute read, no getattr()
+
+
+_local = _Local()
 
 
 class LimitExceeded(RuntimeError):
@@ -142,7 +148,7 @@ def check(limits) -> dict:
 
 
 def current():
-    return getattr(_local, "budget", None)
+    return _local.budget
 
 
 def call(fn, args, kw, limits=None, *, what="method"):
@@ -190,10 +196,10 @@ def measure(value, ceiling):
 
 # -- what the rewritten code calls ---------------------------------------------
 def limit_tick():
-    b = getattr(_local, "budget", None)
+    b = _local.budget
     if b is not None:
-        b.ticks += 1
-        if b.tripped is not None or b.ticks % _TICK_EVERY == 0:
+        n = b.ticks = b.ticks + 1
+        if not n & (_TICK_EVERY - 1) or b.tripped is not None:
             b.check()
 
 
@@ -212,7 +218,7 @@ def metered_iter(obj):
     if t is _GENERATOR and obj.gi_code.co_filename.startswith("<method"):
         return obj          # a method's own generator: its loops already tick
     it = iter(obj)
-    if getattr(_local, "budget", None) is None:
+    if _local.budget is None:
         return it
     return _metered(it)
 
@@ -221,8 +227,13 @@ _GENERATOR = type(x for x in ())
 
 
 def _metered(it):
+    local = _local
     for item in it:
-        limit_tick()
+        b = local.budget        # limit_tick, inlined: this runs once per item
+        if b is not None:
+            n = b.ticks = b.ticks + 1
+            if not n & (_TICK_EVERY - 1) or b.tripped is not None:
+                b.check()
         yield item
 
 
@@ -235,9 +246,17 @@ def _seq_bytes(seq, times):
     return len(seq) * 8 * times
 
 
+_SMALL = 1 << 62
+
+
 def limit_op(op, a, b):
     """``a <op> b`` for the operators that can amplify, sized first (and a tick)."""
-    budget = current()
+    ta = type(a)
+    if (ta is float or (ta is int and -_SMALL < a < _SMALL)) and op in _CHEAP:
+        tb = type(b)
+        if tb is float or (tb is int and -_SMALL < b < _SMALL):
+            return _CHEAP[op](a, b)     # small numbers: nothing to size, the loop ticks
+    budget = _local.budget
     if budget is not None:
         limit_tick()
         _size_op(budget, op, a, b)
@@ -263,6 +282,7 @@ def _size_op(budget, op, a, b):
 
 
 _OPS = {"*": operator.mul, "**": operator.pow, "<<": operator.lshift, "%": operator.mod}
+_CHEAP = {"*": operator.mul, "%": operator.mod}
 
 
 def _width_bytes(template, values):

@@ -32,6 +32,13 @@ _OPS = {ast.Add: "+=", ast.Sub: "-=", ast.Mult: "*=", ast.Div: "/=", ast.FloorDi
         ast.BitXor: "^=", ast.BitOr: "|=", ast.MatMult: "@="}
 
 
+# ``x op= y`` on a name: the operator module's in-place function, under these names
+IN_PLACE = {op: "iop_" + name for op, name in (
+    ("+=", "add"), ("-=", "sub"), ("*=", "mul"), ("/=", "truediv"), ("//=", "floordiv"),
+    ("%=", "mod"), ("**=", "pow"), ("<<=", "lshift"), (">>=", "rshift"), ("&=", "and"),
+    ("^=", "xor"), ("|=", "or"), ("@=", "matmul"))}
+
+
 class RewriteError(Exception):
     """Vetted code that cannot be rewritten (should not happen; reported as a rejection)."""
 
@@ -113,6 +120,10 @@ class _Rewrite(ast.NodeTransformer):
         node = self.generic_visit(node)
         op = ast.Constant(_OPS[type(node.op)])
         t = node.target
+        if isinstance(t, ast.Name) and not (self.metered and type(node.op) in _AMPLIFIERS):
+            # ``x += y`` as ``x = iop_add(x, y)``: operator.iadd itself, no Python frame
+            call = _call(IN_PLACE[_OPS[type(node.op)]], ast.Name(t.id, ast.Load()), node.value)
+            return ast.copy_location(ast.Assign([ast.Name(t.id, ast.Store())], call), node)
         if isinstance(t, ast.Subscript):
             call = _call("aug_item", _as_load(t.value), _key(t.slice), op, node.value)
         elif isinstance(t, ast.Attribute):

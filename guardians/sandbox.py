@@ -15,6 +15,7 @@ consume iterables are metered. What is still not contained: nesting a value
 deeply enough to overflow CPython's C stack inside hash()/len(), and a
 single slow C call that allocates nothing (see ``limits``).
 """
+import ast
 import builtins as _builtins
 import copy
 import operator
@@ -33,6 +34,7 @@ from RestrictedPython.PrintCollector import PrintCollector
 from RestrictedPython.transformer import RestrictingNodeTransformer
 
 from . import limits, modules, security
+from .rewrite import IN_PLACE
 
 
 class SandboxError(Exception):
@@ -143,8 +145,14 @@ def _is_prototype(obj):
     return hasattr(type(obj), "__guarded_setattr__")
 
 
+_DIRECT = frozenset({dict, list, bytearray})     # no attribute can be set on these
+
+
 def guarded_write(obj):
     """Prototypes take slot writes; containers take item writes; nothing else."""
+    t = type(obj)
+    if t in _DIRECT:
+        return obj
     if _is_prototype(obj):
         return obj
     if isinstance(obj, _CONTAINERS) or type(obj).__module__.startswith("BTrees."):
@@ -323,14 +331,44 @@ def safe_globals(name="<method>", metered=True):
         "limit_op": limits.limit_op, "limit_fmt": limits.limit_fmt,
         "limit_counted": limits.Counted, "limit_import": modules.limit_import,
         "type_name": type_name, "aug_item": aug_item, "aug_attr": aug_attr,
+        **{name: getattr(operator, "i" + name[4:]) for name in IN_PLACE.values()},
     }
 
 
+# Attribute names whose read the guard does more than allow (everything else public it
+# just allows, so reading it needs no guard call).
+GUARDED_NAMES = frozenset({"format", "format_map", "define"} | limits.PADDING
+                          | {n for _, names in _REFUSED_ON for n in names}
+                          | security.FRAME_ATTRIBUTES)
+
+
 class Policy(RestrictingNodeTransformer):
-    """RestrictedPython's checks, with ``nonlocal`` allowed (it only names enclosing locals)."""
+    """RestrictedPython's checks, with two changes.
+
+    ``nonlocal`` is allowed (it only names enclosing locals). Reading an
+    attribute by a public constant name the guard would only allow (not in
+    GUARDED_NAMES) and an item by a constant key that is not a private name
+    are compiled as plain reads: the guard call would change nothing, and
+    costs a Python call on every loop iteration.
+    """
 
     def visit_Nonlocal(self, node):
         return self.node_contents_visit(node)
+
+    def visit_Attribute(self, node):
+        if (isinstance(node.ctx, ast.Load) and node.attr[:1] != "_"
+                and node.attr not in GUARDED_NAMES and not node.attr.endswith("__roles__")):
+            from RestrictedPython.transformer import INSPECT_ATTRIBUTES
+            if node.attr not in INSPECT_ATTRIBUTES:
+                return self.node_contents_visit(node)
+        return super().visit_Attribute(node)
+
+    def visit_Subscript(self, node):
+        key = node.slice
+        if (isinstance(node.ctx, ast.Load) and isinstance(key, ast.Constant)
+                and not (isinstance(key.value, str) and key.value.startswith("_"))):
+            return self.node_contents_visit(node)
+        return super().visit_Subscript(node)
 
 
 def restricted_errors(tree):

@@ -37,6 +37,8 @@ FORBIDDEN_NAMES = frozenset({
     # inserted by the sandbox's rewrite only
     "note_changed", "limit_tick", "limit_op", "limit_fmt", "limit_counted", "limit_import",
     "type_name", "aug_item", "aug_attr",
+    *(f"iop_{n}" for n in ("add", "sub", "mul", "truediv", "floordiv", "mod", "pow", "lshift",
+                           "rshift", "and", "xor", "or", "matmul")),
 })
 FRAME_ATTRIBUTES = frozenset({
     "gi_frame", "gi_code", "gi_yieldfrom", "gi_running", "cr_frame", "cr_code",
