@@ -11,8 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from kernel import extend
-from prototypes import Method, UvmObject
-from prototypes import capabilities
+from prototypes import Method, UvmObject, capabilities
 from prototypes.method import revert
 
 

@@ -107,9 +107,9 @@ class Session:
         kind = desc.get("k")
         if kind == "o":
             p = Remote(self, h, desc.get("n", "object"))
-        elif kind == "m":
+        elif kind == "m":       # not kept: each read of a method binds it to its receiver
             receiver = self.decode(desc["r"]) if desc.get("r") else None
-            p = RMethod(self, h, desc["name"], desc["src"], receiver)
+            return RMethod(self, h, desc["name"], desc["src"], receiver)
         elif kind in ("l", "d", "s"):
             cls = {"l": RList, "d": RDict, "s": RSet}[kind]
             p = cls.__new__(cls)

@@ -58,7 +58,13 @@ class Worker:
         self.chan = wire.Channel(self.proc.stdout.fileno(), self.proc.stdin.fileno())
         self.ready = False
         self.calls = 0
-        self.wait_ready(time.monotonic() + START_WAIT)
+        try:
+            self.wait_ready(time.monotonic() + START_WAIT)
+        except wire.WireError as e:
+            self.kill()
+            raise WorkerError(f"a worker process for untrusted methods did not start ({e}; "
+                              f"{self.death()}): check that `{sys.executable} -m "
+                              "guardians.worker` runs") from None
 
     @property
     def pid(self):
@@ -154,9 +160,9 @@ class Pool:
         """Start idle workers now, so that the first call does not wait for one."""
         for _ in range((n or self.size) - len(self.idle)):
             w = Worker()
+            self.started += 1
             with self.lock:
                 self.idle.append(w)
-        self.started += n or 0
 
     def close(self):
         with self.lock:

@@ -227,6 +227,8 @@ class Kernel:
                             extra={"event": "requeue", "mission": mid, "attempts": attempts})
 
     def init_workers(self):
+        # a warm process for untrusted methods, so the first mission that calls one does not wait
+        threading.Thread(target=_warm_method_workers, name="method-workers", daemon=True).start()
         for target, name in [(self._dispatch, "dispatch")] + [
                 (self._worker, f"worker-{i}") for i in range(self.n_workers)]:
             t = threading.Thread(target=target, name=name, daemon=True)
@@ -445,3 +447,12 @@ class Kernel:
             if self.stop_server is not None:
                 self.stop_server()
         log.info("kernel stopped", extra={"event": "stopped"})
+
+
+def _warm_method_workers():
+    from guardians import workers
+    try:
+        workers.POOL.warm(1)
+    except workers.WorkerError as e:
+        log.warning("no worker for untrusted methods could start (%s); each call will try again",
+                    e, extra={"event": "method_workers"})

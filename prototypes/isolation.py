@@ -127,8 +127,7 @@ class Broker:
         elif t is Method:
             if bound is None:
                 desc = {"h": h, "k": "x", "n": "method"}
-            else:
-                self.sent.add(h)            # the source goes once; the binding is per read
+            else:       # never cached: the same method read through two objects binds to each
                 return {"h": h, "k": "m", "name": obj.name, "src": obj.source,
                         "r": self.describe(bound)}
         elif t is PersistentList:

@@ -154,6 +154,9 @@ BENIGN = [
      {}, (["a", "b"], [1, 2]), {"a": 1, "b": 2}, {}),
     ("min-max-key", "def longest(self, words):\n    return max(words, key=len)\n",
      {}, (["a", "ccc", "bb"],), "ccc", {}),
+    ("inherited-method-binds-to-each", "def both(self):\n    kid = self.clone(name='kid')\n"
+     "    return self.describe(), kid.describe()\n", {"name": "mom"}, (),
+     ("mom: name, both", "kid: name, both"), {}),
     ("any-all", "def checks(self, xs):\n    return any(x > 2 for x in xs), all(x > 0 for x in xs)\n",
      {}, ([1, 3],), (True, True), {}),
 ]

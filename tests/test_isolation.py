@@ -118,7 +118,7 @@ REAL_RULES = {"private-attribute", "private-name", "forbidden-name", "frame-attr
                          ids=lambda a: f"{a['selector']}-t{a['temperature']}")
 def test_the_bundled_models_answer_runs_as_plain_python_would(answer, mem_image):
     """Refused only for a real rule break; otherwise the same value or the same error kind."""
-    source, selector = answer["source"], answer["selector"]
+    source = answer["source"]
     verdict = vet(source)
     if not verdict.accepted:
         assert {r.rule for r in verdict.reasons} <= REAL_RULES, verdict.reasons
@@ -294,3 +294,15 @@ def test_values_an_image_cannot_store_are_refused_when_assigned():
         with pytest.raises(Unstorable):
             o.x = bad
     assert "x" not in o.slot_names()
+
+
+def test_no_worker_process_means_a_clear_error_and_no_change(mem_image, monkeypatch):
+    with mem_image.transaction() as conn:
+        install(_target(conn), "f", "def f(self):\n    self.n = 1\n", {"author": "mind"})
+    before = dump(mem_image.storage)
+    monkeypatch.setattr(workers.POOL, "idle", [])
+    monkeypatch.setattr(workers, "sys", types.SimpleNamespace(executable="/bin/false"))
+    with pytest.raises(workers.WorkerError, match="did not start"):
+        with mem_image.transaction() as conn:
+            conn.root()["target"].f()
+    assert dump(mem_image.storage) == before
