@@ -377,17 +377,30 @@ def restricted_errors(tree):
     return list(compile_restricted_exec(copy.deepcopy(tree), policy=Policy).errors)
 
 
-def compile_rewritten(tree, fn_name, name, metered=True):
+def compile_rewritten(tree, fn_name, name, metered=True, renamed=None):
     """RestrictedPython-compile a vetted, rewritten tree; return the function."""
     code = compile_restricted(tree, filename=f"<method {name}>", mode="exec", policy=Policy)
     glb = safe_globals(name, metered)
     exec(code, glb)      # defines the function only; its body runs under the guards
-    return glb[fn_name]
+    fn = glb[(renamed or {}).get(fn_name, fn_name)]
+    fn.renamed = {new: old for old, new in (renamed or {}).items()}
+    return fn
+
+
+def unrename(text, fn):
+    """An error message about ``fn`` with the names the rewrite gave back as written."""
+    for new, old in getattr(fn, "renamed", {}).items():
+        if new in text:
+            import re
+            text = re.sub(rf"\b{re.escape(new)}\b", old, text)
+    return text
 
 
 def compile_method(source, name="<method>", metered=True):
     """Vet and compile method source; raises GuardianRejection if refused."""
     from . import vet
+    from .rewrite import renames
     verdict = vet(source, name=name, covenant_check=False, metered=metered)
     verdict.raise_if_rejected()
-    return compile_rewritten(verdict.tree, verdict.function, name, metered)
+    return compile_rewritten(verdict.tree, verdict.function, name, metered,
+                             renames(ast.parse(source)))

@@ -17,7 +17,7 @@ import sys
 
 from . import modules, wire
 from .remote import Session
-from .sandbox import compile_method
+from .sandbox import compile_method, unrename
 
 _compiled = {}          # (source, name) -> function; a worker runs many calls
 _MARGIN = 16 << 20      # address space for the worker's own bookkeeping during a call
@@ -84,6 +84,7 @@ def run_call(chan, msg):
     used = resource.getrusage(resource.RUSAGE_SELF)
     _set(resource.RLIMIT_CPU, int(used.ru_utime + used.ru_stime + seconds) + 2)
     session = Session(chan, compiled)
+    fn = None
     try:
         fn = compiled(msg["src"], msg["name"])
         receiver = session.decode(msg["recv"])
@@ -104,7 +105,7 @@ def run_call(chan, msg):
     except BaseException as e:      # noqa: BLE001 - everything a method raises goes back
         session.open = False        # finalizers freed with the traceback cannot write
         data = None
-        reply = {"op": "fail", "type": type(e).__name__, "message": _text(e),
+        reply = {"op": "fail", "type": type(e).__name__, "message": unrename(_text(e), fn),
                  "kind": getattr(e, "kind", None)}
     session.close()
     if data is not None:

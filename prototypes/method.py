@@ -100,8 +100,11 @@ class BoundMethod:
         try:
             return limits.call(fn, (receiver, *args), kw, settings,
                                what=f"{receiver.short_name()}.{self.method.name}")
-        except BaseException:
+        except BaseException as e:
             undo_to(savepoint, receiver)
+            if isinstance(e, (TypeError, NameError)) and getattr(fn, "renamed", None):
+                from guardians.sandbox import unrename
+                e.args = tuple(unrename(a, fn) if isinstance(a, str) else a for a in e.args)
             raise
 
     @property
