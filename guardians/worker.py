@@ -20,7 +20,7 @@ from .remote import Session
 from .sandbox import compile_method, unrename
 
 _compiled = {}          # (source, name) -> function; a worker runs many calls
-_MARGIN = 16 << 20      # address space for the worker's own bookkeeping during a call
+_MARGIN = 0.05          # of the ceiling: address space for the worker's own bookkeeping in a call
 
 
 def compiled(source, name):
@@ -80,7 +80,7 @@ def run_call(chan, msg):
     seconds = float(limits.get("seconds", 2.0))
     base = vm_bytes()
     if base is not None:
-        _set(resource.RLIMIT_AS, base + memory + _MARGIN)
+        _set(resource.RLIMIT_AS, base + int(memory * (1 + _MARGIN)))
     used = resource.getrusage(resource.RUSAGE_SELF)
     _set(resource.RLIMIT_CPU, int(used.ru_utime + used.ru_stime + seconds) + 2)
     session = Session(chan, compiled)

@@ -157,6 +157,8 @@ BENIGN = [
     ("inherited-method-binds-to-each", "def both(self):\n    kid = self.clone(name='kid')\n"
      "    return self.describe(), kid.describe()\n", {"name": "mom"}, (),
      ("mom: name, both", "kid: name, both"), {}),
+    ("big-alloc-within-ceiling", "def buffer(self):\n    block = 'x' * (40 * 2**20)\n"
+     "    return len(block)\n", {}, (), 40 * 2**20, {}),
     ("any-all", "def checks(self, xs):\n    return any(x > 2 for x in xs), all(x > 0 for x in xs)\n",
      {}, ([1, 3],), (True, True), {}),
 ]
