@@ -36,3 +36,11 @@ def test_bench_bitrot_tiny_prints_the_ratio(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip().splitlines()[-1].startswith("ratio (shortcut KL / Gold Master")
     assert (tmp_path / "bitrot.png").stat().st_size > 10_000
+
+
+def test_bench_methods_quick_prints_ratios():
+    proc = subprocess.run([sys.executable, "bench/methods.py", "--calls", "50", "--n", "20000",
+                           "--repeat", "1"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    last = proc.stdout.strip().splitlines()[-1]
+    assert last.startswith("ratios: isolated call p50") and "in process" in last
