@@ -121,6 +121,8 @@ class Session:
                 set.update(p, contents)
             else:
                 list.extend(p, contents)
+        elif kind == "g":
+            p = RMessage(self.decode(desc["v"]))
         else:
             p = Opaque(self, h, desc.get("n", "object"))
         self.proxies[h] = p
@@ -399,6 +401,21 @@ class RSet(_Tracked, set):
     def __isub__(self, other):
         self.difference_update(other)
         return self
+
+
+class RMessage:
+    """A message not understood, as a doesNotUnderstand method reads it."""
+    __slots__ = ("receiver", "selector", "args", "kwargs", "site")
+
+    def __init__(self, fields):
+        for name in self.__slots__:
+            object.__setattr__(self, name, fields.get(name))
+
+    def __setattr__(self, name, value):
+        raise SandboxError("a message cannot be changed")
+
+    def __repr__(self):
+        return f"<message {self.selector!r}>"
 
 
 class Opaque:

@@ -117,7 +117,7 @@ class Broker:
         return h
 
     def describe(self, obj, owner=None, slot=None, bound=None):
-        from .object import UvmObject
+        from .object import Message, UvmObject
         h = self.handle(obj, owner, slot)
         if h in self.sent:
             return {"h": h}
@@ -138,6 +138,10 @@ class Broker:
             desc = {"h": h, "k": "d", "v": self.encode(dict(obj.data), owner, slot)}
         elif t is PersistentSet:
             desc = {"h": h, "k": "s", "v": self.encode(set(obj.data), owner, slot)}
+        elif t is Message:          # what a doesNotUnderstand method gets: plain data and handles
+            desc = {"h": h, "k": "g", "v": self.encode(
+                {"receiver": obj.receiver, "selector": obj.selector, "args": tuple(obj.args),
+                 "kwargs": dict(obj.kwargs), "site": obj.site})}
         else:
             desc = {"h": h, "k": "x", "n": t.__name__}
         self.sent.add(h)

@@ -159,6 +159,9 @@ BENIGN = [
      ("mom: name, both", "kid: name, both"), {}),
     ("big-alloc-within-ceiling", "def buffer(self):\n    block = 'x' * (40 * 2**20)\n"
      "    return len(block)\n", {}, (), 40 * 2**20, {}),
+    ("does-not-understand", "def doesNotUnderstand(self, message):\n"
+     "    return f'{message.receiver.short_name()} has no {message.selector}{message.args}'\n",
+     {"name": "box"}, (), "box has no size()", {}),
     ("any-all", "def checks(self, xs):\n    return any(x > 2 for x in xs), all(x > 0 for x in xs)\n",
      {}, ([1, 3],), (True, True), {}),
 ]
