@@ -38,7 +38,7 @@ def vet(source, receiver=None, name=None, covenant_check=True, metered=True) -> 
         verdict.reasons.append(Reason("syntax", None, f"not valid Python: {type(e).__name__}: {e}"))
         return verdict.log()
     try:
-        _judge(verdict, tree, receiver, covenant_check, metered)
+        _judge(verdict, tree, receiver, covenant_check, metered, name)
     except (RecursionError, MemoryError) as e:
         verdict.reasons.append(Reason("too-complex", None,
                                       f"the code nests too deeply to be checked ({type(e).__name__}); "
@@ -47,9 +47,9 @@ def vet(source, receiver=None, name=None, covenant_check=True, metered=True) -> 
     return verdict.log()
 
 
-def _judge(verdict, tree, receiver, covenant_check, metered=True):
-    verdict.reasons.extend(security.check(tree))
-    fn, _ = security.find_function(tree)
+def _judge(verdict, tree, receiver, covenant_check, metered=True, name=None):
+    verdict.reasons.extend(security.check(tree, name))
+    fn, _ = security.find_function(tree, name)
     if fn is not None:
         verdict.function = fn.name
         if covenant_check:

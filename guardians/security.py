@@ -4,8 +4,9 @@ Method source is untrusted input. This pass runs before RestrictedPython's own
 compile-time checks (a second, independent layer) and the run-time guards in
 ``guardians.sandbox`` (a third). Rules, each with an id used in verdicts:
 
-- ``one-function``: the source is exactly one ``def`` whose first parameter is
-  the receiver; no decorators, no ``async``.
+- ``one-function``: the source is ``def``s only: the method (named like its
+  slot when there are several), whose first parameter is the receiver, and
+  any helpers it calls; no decorators, no ``async``.
 - ``import``: only ``import M`` / ``from M import name`` of a module in
   ``guardians.modules.ALLOWED`` (pure standard modules), no submodules, no ``*``.
 - ``global``, ``class``: none of these statements.
@@ -59,21 +60,33 @@ def is_changed_marker(node, receiver):
             and isinstance(node.value, ast.Constant) and node.value.value in (True, 1))
 
 
-def find_function(tree):
-    """The single top-level def, or a Reason saying what is wrong."""
+def find_function(tree, name=None):
+    """The method's def, or a Reason saying what is wrong.
+
+    The source is function definitions only. With one, that is the method;
+    with several, the method is the (last, as in Python) one named ``name``,
+    and the others are helpers it may call (they run under the same rules).
+    """
     body = tree.body
-    if len(body) != 1 or not isinstance(body[0], ast.FunctionDef):
+    if not body or not all(isinstance(n, ast.FunctionDef) for n in body):
         kinds = ", ".join(type(n).__name__ for n in body) or "nothing"
         line = next((n.lineno for n in body if not isinstance(n, ast.FunctionDef)), None)
         return None, Reason("one-function", line,
-                            f"method source must be exactly one function definition (found: {kinds})")
-    fn = body[0]
-    for default in fn.args.defaults + [d for d in fn.args.kw_defaults if d is not None]:
-        if not _literal(default):
-            return None, Reason("definition-time", default.lineno,
-                                "default values must be literals (they run when the method is installed)")
-    if fn.decorator_list:
-        return None, Reason("one-function", fn.lineno, "decorators are not allowed on methods")
+                            f"method source must be function definitions only (found: {kinds})")
+    named = [n for n in body if n.name == name] if name else []
+    if len(body) > 1 and not named:
+        return None, Reason("one-function", body[0].lineno,
+                            f"with several functions, one must be named {name!r}, the method"
+                            if name else "several functions, and no method name to pick one")
+    fn = named[-1] if named else body[0]
+    for d in body:
+        for default in d.args.defaults + [x for x in d.args.kw_defaults if x is not None]:
+            if not _literal(default):
+                return None, Reason("definition-time", default.lineno,
+                                    "default values must be literals (they run when the method "
+                                    "is installed)")
+        if d.decorator_list:
+            return None, Reason("one-function", d.lineno, "decorators are not allowed on methods")
     params = fn.args.posonlyargs + fn.args.args
     if not params:
         return None, Reason("one-function", fn.lineno,
@@ -89,9 +102,9 @@ def _literal(node):
         return False
 
 
-def check(tree) -> list:
+def check(tree, name=None) -> list:
     reasons = []
-    fn, why = find_function(tree)
+    fn, why = find_function(tree, name)
     if why:
         reasons.append(why)
     receiver = (fn.args.posonlyargs + fn.args.args)[0].arg if fn else "self"

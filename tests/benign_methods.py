@@ -162,6 +162,11 @@ BENIGN = [
     ("does-not-understand", "def doesNotUnderstand(self, message):\n"
      "    return f'{message.receiver.short_name()} has no {message.selector}{message.args}'\n",
      {"name": "box"}, (), "box has no size()", {}),
+    ("top-level-helper", "def _clean(word):\n    return word.strip().lower()\n\n"
+     "def normalized(self, words):\n    return [_clean(w) for w in words]\n\n"
+     "def describe(self):\n    return 'an echo of the prompt'\n", {}, ([" A", "b "],), ["a", "b"], {}),
+    ("same-name-twice", "def twice(self, x):\n    return x\n\ndef twice(self, x):\n    return 2 * x\n",
+     {}, (4,), 8, {}),
     ("any-all", "def checks(self, xs):\n    return any(x > 2 for x in xs), all(x > 0 for x in xs)\n",
      {}, ([1, 3],), (True, True), {}),
 ]

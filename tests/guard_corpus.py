@@ -38,7 +38,7 @@ HOSTILE = [
     ("tb-frame-plain", "def f(self, tb):\n    return tb.tb_frame.f_builtins\n", "frame-attribute"),
     ("func-code", "def f(self):\n    return self.f.__code__.co_consts\n", "private-attribute"),
     ("global", "def f(self):\n    global state\n    state = 1\n", "global"),
-    ("two-functions", "def f(self):\n    return 1\n\ndef g(self):\n    return 2\n", "one-function"),
+    ("two-functions", "def g(self):\n    return 1\n\ndef h(self):\n    return 2\n", "one-function"),
     ("module-code", "x = 1\nprint(x)\n", "one-function"),
     ("class-metaclass", "def f(self):\n    class M(type):\n        pass\n    return M\n", "class"),
     ("decorator", "@staticmethod\ndef f(self):\n    return 1\n", "one-function"),

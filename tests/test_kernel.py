@@ -144,6 +144,8 @@ def test_a_segfaulting_method_fails_its_mission_and_the_kernel_keeps_serving(ker
             assert "crashed the worker" in str(e.value)
             assert sorted(m.id for m in kernel.client().models.list()) == ["hermes", "orai"]
             assert wait(img, submit(img, target, "ok"), timeout=120) == 2    # n is still 1
+        with img.transaction() as conn:      # attached over ZEO: the call isolates here too
+            assert conn.root()["crasher"].ok() == 2
         assert kernel.proc.poll() is None
     finally:
         img.close()
