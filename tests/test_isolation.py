@@ -5,6 +5,8 @@ benign corpora (hand-written in models' style, and the bundled model's own
 answers), the transactional semantics of an isolated call, grants, tracked
 slots in old images, and the worker pool.
 """
+import __future__
+
 import json
 import pathlib
 import types
@@ -134,8 +136,7 @@ def test_the_bundled_models_answer_runs_as_plain_python_would(answer, mem_image)
     if not verdict.accepted:
         assert {r.rule for r in verdict.reasons} <= REAL_RULES, verdict.reasons
         return
-    ns = {}
-    import __future__      # annotations unevaluated, as the guardians drop them
+    ns = {}          # annotations unevaluated, as the guardians drop them
     exec(compile(source, "<model answer>", "exec", __future__.annotations.compiler_flag), ns)
     fn = ns[verdict.function]          # the last def of that name, as in the guardians
     obj = PlainObject(answer["object"], json.loads(json.dumps(answer["slots"])))
