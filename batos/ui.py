@@ -12,8 +12,14 @@ err = Console(stderr=True, highlight=False, soft_wrap=True,
               width=None if sys.stderr.isatty() else 120)
 
 
+def jsonable(value):
+    """JSON for what slots hold (tracked containers), text for anything else; imported lazily."""
+    from prototypes.persist import jsonable as convert
+    return convert(value)
+
+
 def print_json(data):
-    sys.stdout.write(json.dumps(data, indent=1, default=str) + "\n")
+    sys.stdout.write(json.dumps(data, indent=1, default=jsonable) + "\n")
 
 
 @contextlib.contextmanager

@@ -79,8 +79,10 @@ def run_call(chan, msg):
     output = int(float(limits.get("output_kb", 1024)) * 2**10)
     seconds = float(limits.get("seconds", 2.0))
     base = vm_bytes()
+    ceiling = None
     if base is not None:
-        _set(resource.RLIMIT_AS, base + int(memory * (1 + _MARGIN)))
+        ceiling = base + int(memory * (1 + _MARGIN))
+        _set(resource.RLIMIT_AS, ceiling)
     used = resource.getrusage(resource.RUSAGE_SELF)
     _set(resource.RLIMIT_CPU, int(used.ru_utime + used.ru_stime + seconds) + 2)
     session = Session(chan, compiled)
@@ -105,8 +107,15 @@ def run_call(chan, msg):
     except BaseException as e:      # noqa: BLE001 - everything a method raises goes back
         session.open = False        # finalizers freed with the traceback cannot write
         data = None
-        reply = {"op": "fail", "type": type(e).__name__, "message": unrename(_text(e), fn),
-                 "kind": getattr(e, "kind", None)}
+        if isinstance(e, SystemError) and ceiling is not None:
+            # C code that failed an allocation without saying so (deque, for one): under
+            # an address-space limit that is running out of it
+            reply = {"op": "fail", "type": "LimitExceeded", "kind": "memory",
+                     "message": f"the call ran out of its {memory / 2**20:.1f} MB ceiling "
+                                f"inside C code ({type(e).__name__}: {_text(e)[:200]})"}
+        else:
+            reply = {"op": "fail", "type": type(e).__name__, "message": unrename(_text(e), fn),
+                     "kind": getattr(e, "kind", None)}
     session.close()
     if data is not None:
         chan.send_raw(data)

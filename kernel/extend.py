@@ -25,6 +25,8 @@ import re
 import textwrap
 import time
 
+from persistent.list import PersistentList
+from persistent.mapping import PersistentMapping
 from zope.interface import implementer
 
 from mindhost.minds import MINDS
@@ -34,6 +36,7 @@ from prototypes.display import short_repr
 from prototypes.extension import DEFAULTS, EXAMPLES, PROMPT, RETRY, RULES
 from prototypes.interfaces import IExtender
 from prototypes.method import BoundMethod, install, savepoint_of, undo_to
+from prototypes.persist import plain
 
 log = logging.getLogger("batos.extend")
 
@@ -319,9 +322,9 @@ def _plain(value, depth=0):
         return False
     if value is None or isinstance(value, (bool, int, float, str, bytes)):
         return True
-    if isinstance(value, (list, tuple)):
+    if isinstance(value, (list, tuple, PersistentList)):
         return all(_plain(v, depth + 1) for v in value)
-    if isinstance(value, dict):
+    if isinstance(value, (dict, PersistentMapping)):
         return all(isinstance(k, str) and _plain(v, depth + 1) for k, v in value.items())
     return False
 
@@ -401,7 +404,8 @@ def run_step(ctx, text):
     if not spec:
         raise ImageError("the extend tool runs only in an extend mission")
     obj = m._p_jar.get(spec["oid"])
-    selector, args, kwargs = spec["selector"], tuple(spec["args"]), dict(spec["kwargs"])
+    # the call's arguments as plain data again: the mission's record is not theirs to change
+    selector, args, kwargs = spec["selector"], tuple(plain(spec["args"])), plain(spec["kwargs"])
     message = Message(obj, selector, obj.lookup_chain(), args, kwargs, site=spec.get("site"))
     if obj.lookup(selector, None) is not None:     # understood meanwhile: just send it
         result = getattr(obj, selector)(*args, **kwargs)

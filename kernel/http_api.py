@@ -21,6 +21,7 @@ from image.errors import ImageError
 from mindhost import minds
 
 from . import missions as ms
+from .logs import jsonable
 
 log = logging.getLogger("batos.http")
 WAIT = 600.0             # seconds a request waits for its mission
@@ -177,7 +178,7 @@ class Handler(BaseHTTPRequestHandler):
 
     # -- replies ----------------------------------------------------------------
     def _json(self, status, data):
-        raw = json.dumps(data).encode()
+        raw = json.dumps(data, default=jsonable).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(raw)))
@@ -192,7 +193,7 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
 
     def _sse(self, data):
-        raw = ("data: " + (data if isinstance(data, str) else json.dumps(data)) + "\n\n").encode()
+        raw = ("data: " + (data if isinstance(data, str) else json.dumps(data, default=jsonable)) + "\n\n").encode()
         self.wfile.write(b"%x\r\n%s\r\n" % (len(raw), raw))
         self.wfile.flush()
 

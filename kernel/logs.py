@@ -19,6 +19,12 @@ from pathlib import Path
 _STD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
 
 
+def jsonable(value):
+    """JSON for what slots hold (tracked containers), text for anything else; imported lazily."""
+    from prototypes.persist import jsonable as convert
+    return convert(value)
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record):
         data = {"ts": round(record.created, 3), "level": record.levelname.lower(),
@@ -26,7 +32,7 @@ class JsonFormatter(logging.Formatter):
         data.update({k: v for k, v in vars(record).items() if k not in _STD})
         if record.exc_info:
             data["exc"] = self.formatException(record.exc_info)
-        return json.dumps(data, default=str)
+        return json.dumps(data, default=jsonable)
 
 
 # loggers of the libraries we drive; their messages are for the log, not the terminal

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from prototypes import settings as st
+from prototypes.persist import jsonable
 
 from .redact import redact
 from .schema import cursor
@@ -265,7 +266,7 @@ def write_dataset(cur: Curated, folder) -> Path:
                 if pick(i):
                     f.write(json.dumps(ex, ensure_ascii=False) + "\n")
     card = cur.card()
-    (tmp / "card.json").write_text(json.dumps(card, indent=1, default=str))
+    (tmp / "card.json").write_text(json.dumps(card, indent=1, default=jsonable))
     (tmp / "card.md").write_text(card_markdown(card))
     if folder.exists():
         shutil.rmtree(folder)

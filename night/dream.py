@@ -25,6 +25,7 @@ from pathlib import Path
 from mindhost import minds as minds_mod
 from mindhost import store
 from mindhost.engines import get_engine
+from prototypes.persist import plain
 
 from . import lineage
 from .schema import CURSOR, cursor
@@ -99,14 +100,14 @@ class Night:
         with self.img.view() as root:
             m = root[self.mind]
             night = m.lookup("night", None)
-            return json.loads(json.dumps(night)) if night else None
+            return json.loads(json.dumps(plain(night))) if night else None
 
     def _begin(self):
         def write(root):
             m = root[self.mind]
             night = m.lookup("night", None)
             if night:
-                return json.loads(json.dumps(night))
+                return json.loads(json.dumps(plain(night)))
             if m.lookup("runtime", None) is None:
                 raise minds_mod.MindError(f"{self.mind} has no model yet: run `batos init`")
             n = m.generation + 1

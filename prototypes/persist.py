@@ -194,6 +194,32 @@ def untracked(value, memo=None) -> bool:
     return False
 
 
+def plain(value, depth=0):
+    """``value`` with tracked containers as plain ones again (for JSON, files, other processes)."""
+    if depth > 200:
+        raise ValueError("a value nested more than 200 deep")
+    t = type(value)
+    if t in _ATOMS:
+        return value
+    if t in (PersistentList, list, tuple):
+        items = [plain(v, depth + 1) for v in value]
+        return tuple(items) if t is tuple else items
+    if t is PersistentMapping or isinstance(value, dict):
+        return {k: plain(v, depth + 1) for k, v in value.items()}
+    if t in (PersistentSet, set, frozenset):
+        return {plain(v, depth + 1) for v in value}
+    return value
+
+
+def jsonable(value):
+    """``json.dumps(default=jsonable)``: tracked containers as JSON, anything else as text."""
+    if isinstance(value, (PersistentList, PersistentMapping)):
+        return plain(value)
+    if isinstance(value, (PersistentSet, set, frozenset)):
+        return sorted(plain(value), key=repr)
+    return str(value)
+
+
 def _register_aliases():
     # in method code a tracked container is a list/dict/set (type(), isinstance())
     from guardians.sandbox import register_alias
