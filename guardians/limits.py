@@ -1,9 +1,11 @@
-"""Run-time limits for sandboxed methods: a wall-clock budget and an allocation/output ceiling.
+"""Run-time limits for methods run in process: a wall-clock budget, an allocation/output ceiling.
 
-RestrictedPython sets no CPU, memory or time limits, so every call into
-method code made from outside a method (``BoundMethod.__call__``) runs under
-a ``Budget``; calls made from inside it share that budget. The budget is
-enforced in-process, in layers:
+RestrictedPython sets no CPU, memory or time limits. An untrusted method runs
+in an isolated worker, where the operating system holds them
+(``guardians.workers``); ``check`` validates the settings for both paths. A
+method the owner wrote runs in process: every call into it made from outside
+method code (``BoundMethod.__call__``) runs under a ``Budget``, and calls made
+from inside share that budget. It is enforced in the interpreter, in layers:
 
 - **ticks**: the sandbox's rewrite puts ``limit_tick()`` at the top of every
   function and loop body; comprehensions and the builtins that consume
@@ -12,7 +14,7 @@ enforced in-process, in layers:
   since the call began (tracemalloc would be exact but made allocating loops
   14x slower, measured);
 - **amplifiers** (``*``, ``**``, ``<<`` and ``%`` on sequences and ints,
-  padding methods, ``bytes(n)``, format widths, ``range``, ``math.factorial``)
+  padding methods, ``bytes(n)``, format widths, ``math.factorial``)
   check the size of their result before computing it, so a single huge
   operation is refused instead of run;
 - **output**: a result bigger than the ceiling is refused.
@@ -22,8 +24,8 @@ raising at every later tick of that call, so method code that catches it
 cannot keep running. Left out, said plainly: a single C-level call that is
 slow without allocating (a sort of a list within the ceiling, say) runs to
 its end; resident memory is the process's, so another thread loading a model
-during a call counts against it; a separate worker process with rlimits
-would be the complete answer.
+during a call counts against it. Mark such a method untrusted (``:untrust``)
+to run it in a worker.
 """
 import builtins
 import math
