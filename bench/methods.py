@@ -17,7 +17,7 @@
    owner's path (ticks in every loop body, metered iteration, sized
    operators).
 
-    python bench/methods.py [--calls 500] [--n 1000000] [--repeat 3]
+    python bench/methods.py [--calls 500] [--n 1000000] [--repeat 5]
 
 The last line prints the ratios.
 """
@@ -70,7 +70,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--calls", type=int, default=500)
     p.add_argument("--n", type=int, default=1_000_000, help="loop length")
-    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--repeat", type=int, default=5)
     args = p.parse_args(argv)
     console = Console()
     limits = {"seconds": 60.0, "memory_mb": 512.0, "output_kb": 1024.0}
