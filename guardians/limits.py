@@ -34,6 +34,7 @@ import os
 import sys
 import threading
 import time
+import types
 
 from image.errors import SettingsError
 
@@ -373,10 +374,13 @@ def _limited_pow(base, exp, mod=None):
 
 
 class MeteredType:
-    """A builtin type whose calls meter their iterable, and that still acts as the type.
+    """A builtin type as method code sees it: its calls may meter, and it still acts as the type.
 
     ``isinstance(x, list)``, ``type(x) == list``, ``list.append`` and
-    ``dict.fromkeys`` keep working in metered method code; ``list(it)`` meters ``it``.
+    ``dict.fromkeys`` keep working; ``list(it)`` meters ``it`` in metered code.
+    ``list.append(x, 1)`` calls ``x.append(1)`` when ``x`` is not exactly a
+    list (a tracked container, or an isolated method's stand-in for one), so
+    the container's own method records the change.
     """
     __slots__ = ("kind", "make")
 
@@ -394,7 +398,10 @@ class MeteredType:
         return issubclass(cls.kind if isinstance(cls, MeteredType) else cls, self.kind)
 
     def __getattr__(self, name):
-        return getattr(self.kind, name)
+        attr = getattr(self.kind, name)
+        if isinstance(attr, (types.MethodDescriptorType, types.WrapperDescriptorType)):
+            return _unbound(self.kind, name, attr)
+        return attr
 
     def __setattr__(self, name, value):
         raise AttributeError(f"{self.kind.__name__} cannot be changed")
@@ -407,6 +414,15 @@ class MeteredType:
 
     def __repr__(self):
         return repr(self.kind)
+
+
+def _unbound(kind, name, descriptor):
+    def call(obj, *args, **kw):
+        if type(obj) is not kind and hasattr(obj, name):
+            return getattr(obj, name)(*args, **kw)
+        return descriptor(obj, *args, **kw)
+    call.__name__ = name
+    return call
 
 
 def _metered_type(kind):
@@ -431,6 +447,10 @@ def _each_metered(fn):
     wrapper.__name__ = fn.__name__
     return wrapper
 
+
+# the same names unmetered, for an isolated worker (its OS limits meter it)
+LEAN_TYPES = {t: MeteredType(t, t) for t in (
+    builtins.list, builtins.tuple, builtins.set, builtins.frozenset, builtins.dict)}
 
 METERED_TYPES = {t: _metered_type(t) for t in (
     builtins.list, builtins.tuple, builtins.set, builtins.frozenset, builtins.dict,

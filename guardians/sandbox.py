@@ -253,6 +253,12 @@ def metered_type(*args):
     return limits.METERED_TYPES.get(t, t)
 
 
+def lean_type(*args):
+    """``type(x)`` in an isolated worker: the builtin types as the names the code sees."""
+    t = safe_type(*args)
+    return limits.LEAN_TYPES.get(t, t)
+
+
 def _type_view(obj, t):
     name = getattr(t, "_shown_as", None) or t.__name__
     return TypeView(name)
@@ -316,8 +322,9 @@ def safe_globals(name="<method>", metered=True):
         builtins.update(limits.LIMITED_BUILTINS)
     else:       # the same names, unmetered: the worker's OS limits bound them
         builtins.update({k: getattr(_builtins, k) for k in limits.LIMITED_BUILTINS})
+        builtins.update({t.__name__: v for t, v in limits.LEAN_TYPES.items()})
     builtins.update(getattr=guarded_getattr, hasattr=guarded_hasattr, setattr=guarded_setattr,
-                    delattr=guarded_delattr, type=metered_type if metered else safe_type,
+                    delattr=guarded_delattr, type=metered_type if metered else lean_type,
                     isinstance=safe_isinstance,
                     slice=slice)
     return {

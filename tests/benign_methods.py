@@ -167,6 +167,11 @@ BENIGN = [
      "def describe(self):\n    return 'an echo of the prompt'\n", {}, ([" A", "b "],), ["a", "b"], {}),
     ("same-name-twice", "def twice(self, x):\n    return x\n\ndef twice(self, x):\n    return 2 * x\n",
      {}, (4,), 8, {}),
+    ("unbound-container-methods", "def merge(self, extra):\n    dict.update(self.cfg, extra)\n"
+     "    list.append(self.items, len(self.cfg))\n    set.add(self.tags, 'z')\n"
+     "    return type(self.items) is list, type([]) is list, list.__name__\n",
+     {"cfg": {"a": 1}, "items": [], "tags": {"x"}}, ({"b": 2},), (True, True, "list"),
+     {"cfg": {"a": 1, "b": 2}, "items": [2], "tags": {"x", "z"}}),
     ("any-all", "def checks(self, xs):\n    return any(x > 2 for x in xs), all(x > 0 for x in xs)\n",
      {}, ([1, 3],), (True, True), {}),
 ]
