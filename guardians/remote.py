@@ -13,6 +13,8 @@ same worker, with the same rights.
 When the call ends its session closes: every stand-in from it refuses to
 be used (a leftover generator or finalizer cannot write).
 """
+import os
+
 from . import wire
 from .sandbox import SandboxError, register_alias
 
@@ -38,6 +40,7 @@ class Session:
         self.proxies = {}       # handle id -> stand-in
         self.cache = {}         # (handle id, slot) -> value read
         self.open = True
+        self.stack = [None]     # handles of the methods running (the call's own first)
 
     def close(self):
         self.open = False
@@ -48,8 +51,14 @@ class Session:
     def ask(self, op, **fields):
         if not self.open:
             raise CallOver("this object belongs to a call that has ended")
-        self.chan.send({"op": op, **fields})
-        reply = self.chan.recv()
+        fields["by"] = self.stack[1:]       # the methods running, for the host's rights
+        try:
+            self.chan.send({"op": op, **fields})
+            reply = self.chan.recv()
+        except BaseException:       # noqa: BLE001 - a half-sent or half-read frame
+            os._exit(70)    # the wire is out of step: only a fresh worker can go on
+        if not isinstance(reply, dict):
+            os._exit(70)
         if "err" in reply:
             kind, message = reply["err"]
             raise _ERRORS.get(kind, RemoteError)(message)
@@ -234,7 +243,12 @@ class RMethod:
             raise CallOver("this method belongs to a call that has ended")
         if self._receiver is None:
             raise SandboxError(f"method {self._name} is not bound to an object")
-        return self._s.compile(self._src, self._name)(self._receiver, *args, **kw)
+        stack = self._s.stack
+        stack.append(self._h)       # its writes are checked against its own grants too
+        try:
+            return self._s.compile(self._src, self._name)(self._receiver, *args, **kw)
+        finally:
+            stack.pop()
 
     @property
     def source(self):

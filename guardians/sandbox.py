@@ -196,6 +196,8 @@ def note_changed(obj, *slots):
     """
     if not _is_prototype(obj):
         raise SandboxError(f"cannot mark a {type(obj).__name__} changed")
+    if getattr(type(obj), "_remote", False):
+        return          # an isolated stand-in: the host tracks its slots already
     holders = [obj.holder_of(s) for s in slots] if slots else [obj]
     for holder in {id(h): h for h in holders if h is not None}.values():
         holder.__dict__["_slots"]._p_changed = True

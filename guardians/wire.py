@@ -38,14 +38,24 @@ class Channel:
         self.rfd, self.wfd = rfd, wfd
         self.buf = bytearray()
 
-    def send(self, message):
-        self.send_raw(dumps(message))
+    def send(self, message, deadline=None):
+        self.send_raw(dumps(message), deadline)
 
-    def send_raw(self, data):
+    def send_raw(self, data, deadline=None):
+        """Write one frame; with a ``deadline`` the write end must be non-blocking."""
         data = len(data).to_bytes(4, "big") + data
         view = memoryview(data)
         while view:
-            n = os.write(self.wfd, view)
+            try:
+                n = os.write(self.wfd, view)
+            except BlockingIOError:         # the pipe is full: wait until it is not
+                left = None if deadline is None else deadline - time.monotonic()
+                if (left is not None and left <= 0) or not select.select(
+                        [], [self.wfd], [], left)[1]:
+                    raise Timeout("the other end did not read before the deadline") from None
+                continue
+            except (BrokenPipeError, ConnectionResetError):
+                raise Closed("the other end closed the pipe") from None
             view = view[n:]
 
     def recv(self, deadline=None, limit=1 << 30):

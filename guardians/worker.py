@@ -9,11 +9,14 @@ kills it at the wall-clock deadline. After each call it closes the call's
 session, collects garbage (finalizers run now, and every stand-in they could
 reach refuses), and says ``ready``.
 """
+import copy
 import gc
 import os
+import random
 import resource
 import signal
 import sys
+import types
 
 from . import modules, wire
 from .remote import Session
@@ -24,12 +27,17 @@ _MARGIN = 0.05          # of the ceiling: address space for the worker's own boo
 
 
 def compiled(source, name):
+    """A fresh function for ``source`` (compiled once): no call sees another's default values."""
     fn = _compiled.get((source, name))
     if fn is None:
         if len(_compiled) > 512:
             _compiled.clear()
         fn = _compiled[(source, name)] = compile_method(source, name, metered=False)
-    return fn
+    fresh = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__,
+                               copy.deepcopy(fn.__defaults__), fn.__closure__)
+    fresh.__kwdefaults__ = copy.deepcopy(fn.__kwdefaults__)
+    fresh.renamed = fn.renamed
+    return fresh
 
 
 _statm = None          # /proc/self/statm, opened once before the file limit is lowered
@@ -85,6 +93,7 @@ def run_call(chan, msg):
         _set(resource.RLIMIT_AS, ceiling)
     used = resource.getrusage(resource.RUSAGE_SELF)
     _set(resource.RLIMIT_CPU, int(used.ru_utime + used.ru_stime + seconds) + 2)
+    random.seed()           # nothing of the last call's random state
     session = Session(chan, compiled)
     fn = None
     try:
@@ -117,10 +126,13 @@ def run_call(chan, msg):
             reply = {"op": "fail", "type": type(e).__name__, "message": unrename(_text(e), fn),
                      "kind": getattr(e, "kind", None)}
     session.close()
-    if data is not None:
-        chan.send_raw(data)
-    else:
-        chan.send(reply)
+    try:
+        if data is not None:
+            chan.send_raw(data)
+        else:
+            chan.send(reply)
+    except BaseException:       # noqa: BLE001 - a half-sent frame: only a fresh worker can go on
+        os._exit(70)
 
 
 def _text(e):

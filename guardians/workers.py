@@ -32,6 +32,8 @@ from .limits import LimitExceeded
 log = logging.getLogger("guardians.workers")
 
 READY_WAIT = 1.0        # seconds a finished worker has to collect its leftovers
+RETIRE_CALLS = 500      # a worker serves this many calls, then a fresh one takes over
+RETIRE_GROWTH = 256 << 20   # or sooner, once it has grown this much since it started
 START_WAIT = 30.0       # seconds a new worker has to start
 _POLL = 0.02            # how often the host looks at a running worker's memory
 
@@ -55,11 +57,13 @@ class Worker:
                 start_new_session=True, env=env, cwd=root)
         except OSError as e:
             raise WorkerError(f"cannot start a worker process for an untrusted method: {e}") from e
+        os.set_blocking(self.proc.stdin.fileno(), False)    # sends keep to the call's deadline
         self.chan = wire.Channel(self.proc.stdout.fileno(), self.proc.stdin.fileno())
         self.ready = False
         self.calls = 0
         try:
             self.wait_ready(time.monotonic() + START_WAIT)
+            self.start_rss = self.rss() or 0
         except wire.WireError as e:
             self.kill()
             raise WorkerError(f"a worker process for untrusted methods did not start ({e}; "
@@ -150,6 +154,10 @@ class Pool:
 
     def release(self, w):
         w.ready = False
+        rss = w.rss()
+        if w.calls >= RETIRE_CALLS or (rss is not None and rss - w.start_rss > RETIRE_GROWTH):
+            w.kill()            # what calls left behind (caches, fragmentation) goes with it
+            return
         with self.lock:
             if len(self.idle) < self.size:
                 self.idle.append(w)
@@ -184,11 +192,12 @@ def run(request, serve, limits, what="method"):
     base = w.rss() or 0
     ok = False
     try:
-        w.chan.send(request)
+        w.chan.send(request, deadline)
         while True:
             try:
+                # what crosses to the host (a write, the result) is bounded like the output
                 msg = w.chan.recv(deadline=min(deadline, time.monotonic() + _POLL),
-                                  limit=max(memory, output) + (1 << 16))
+                                  limit=output + (1 << 16))
             except wire.Timeout:
                 if time.monotonic() >= deadline:
                     raise LimitExceeded("time", f"{what} ran past its {seconds:g} s budget; the "
@@ -210,7 +219,18 @@ def run(request, serve, limits, what="method"):
                 ok = True
                 w.calls += 1
                 return msg
-            w.chan.send(serve(msg))
+            reply = serve(msg)
+            try:
+                w.chan.send(reply, deadline)
+            except wire.Timeout:
+                raise LimitExceeded("time", f"{what} ran past its {seconds:g} s budget; the "
+                                            "worker running it was stopped") from None
+            except wire.Closed:
+                raise LimitExceeded("crash", f"{what} crashed the worker running it "
+                                             f"({w.death()}); the image is unchanged") from None
+            if time.monotonic() > deadline:     # one request's work on the host counts too
+                raise LimitExceeded("time", f"{what} ran past its {seconds:g} s budget; the "
+                                            "worker running it was stopped")
     finally:
         if ok:
             POOL.release(w)

@@ -69,14 +69,22 @@ class Rights:
         self._well_known = None
         self.refused = None         # the first refusal: the call fails even if it was caught
 
-    def well_known(self):
-        """Ids of the image's well-known prototypes (the names bootstrap recorded)."""
+    def well_known(self, target=None):
+        """Ids of the image's well-known prototypes (the names bootstrap recorded).
+
+        The image is found through any connection the call can see: the
+        receiver's, an ancestor's or the target's (a receiver made in this
+        transaction has none yet).
+        """
         if self._well_known is None:
             from image.meta import get_meta
-            jar = self.receiver._p_jar
-            root = jar.root() if jar is not None else {}
-            names = get_meta(root).get("well_known", ()) if jar is not None else ()
-            self._well_known = {id(root[n]) for n in names if n in root}
+            objs = [self.receiver, *self.receiver.lookup_chain(), target]
+            jar = next((o._p_jar for o in objs if o is not None and o._p_jar is not None), None)
+            if jar is None:
+                return set()          # nothing in an image: nothing well-known (yet)
+            root = jar.root()
+            self._well_known = {id(root[n]) for n in get_meta(root).get("well_known", ())
+                                if n in root}
         return self._well_known
 
     def created_now(self, obj):
@@ -85,22 +93,32 @@ class Rights:
     def needed(self, obj, slot, old, new):
         from .method import Method
         if id(obj) in self.created:
-            return []
+            # its own new object, except for limits: a clone's calls would run under them
+            return [] if slot != "method_limits" or "limits" in self.granted else ["limits"]
         need = []
         if obj is not self.receiver:
             need.append("others")
-        if id(obj) in self.well_known():
+        if id(obj) in self.well_known(obj):
             need.append("well-known")
         if slot.endswith("*"):
             need.append("parents")
         if slot == "method_limits":
             need.append("limits")
-        if isinstance(old, Method) or isinstance(new, Method):
+        if (isinstance(old, Method) or isinstance(new, Method)
+                or isinstance(obj.lookup(slot, None), Method)):   # shadowing one counts too
             need.append("methods")
         return [k for k in need if k not in self.granted]
 
-    def check(self, obj, slot, old=None, new=None, what="write"):
-        missing = self.needed(obj, slot, old, new)
+    def check(self, obj, slot, old=None, new=None, what="write", by=()):
+        """Refuse the write unless every method running (``by``: nested calls) may make it."""
+        granted = self.granted
+        for m in by:            # a method called from a granted one has only its own grants
+            granted = granted & set(grants(m))
+        saved, self.granted = self.granted, granted
+        try:
+            missing = self.needed(obj, slot, old, new)
+        finally:
+            self.granted = saved
         if missing:
             me = f"{self.receiver.short_name()}.{self.method.name}"
             err = CapabilityError(

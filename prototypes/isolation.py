@@ -112,8 +112,8 @@ class Broker:
             h = len(self.objects) + 1
             self.objects[h] = obj
             self.handles[id(obj)] = h
-            if owner is not None:
-                self.owner[h] = (owner, slot)
+        if owner is not None and h not in self.owner:   # first seen as an argument: now known
+            self.owner[h] = (owner, slot)
         return h
 
     def describe(self, obj, owner=None, slot=None, bound=None):
@@ -207,24 +207,40 @@ class Broker:
         t = type(value)
         if t in _TRACKED:
             owner = self.owner.get(self.handles.get(id(value)), (None,))[0]
-            return value if owner is obj or id(owner) in self.rights.created else _copy(value, {})
+            if owner is not None and (owner is obj or id(owner) in self.rights.created):
+                return value
+            return _copy(value, {})
         if t in (list, tuple):
             return t(self.adopt(v, obj) for v in value)
         if t is dict:
             return {k: self.adopt(v, obj) for k, v in value.items()}
         return value
 
+    def running(self, msg):
+        """The nested methods running in the worker (their grants narrow the call's)."""
+        by = msg.get("by") or []
+        if not isinstance(by, list):
+            raise wire.WireError("malformed method stack")
+        out = []
+        for h in by:
+            m = self.objects.get(h) if type(h) is int else None
+            if type(m) is not Method:
+                raise wire.WireError("a method stack naming something that is not a method")
+            out.append(m)
+        return out
+
     def do_set(self, msg):
         obj, name = self.prototype(msg), self.slot_name(msg)
         value = self.adopt(self.decode(msg.get("v")), obj)
         old = obj._slots.data.get(name)
-        self.rights.check(obj, name, old, value)
+        self.rights.check(obj, name, old, value, by=self.running(msg))
         self.undo.slot(obj, name)
         obj.set_slot(name, value)
 
     def do_del(self, msg):
         obj, name = self.prototype(msg), self.slot_name(msg)
-        self.rights.check(obj, name, obj._slots.data.get(name), what="delete")
+        self.rights.check(obj, name, obj._slots.data.get(name), what="delete",
+                          by=self.running(msg))
         self.undo.slot(obj, name)
         obj.remove_slot(name)
 
@@ -238,6 +254,8 @@ class Broker:
             for name, value in kw.items():
                 if not isinstance(name, str) or name[:1] == "_":
                     raise SandboxError(f"slot {name!r} is not allowed")
+                if name == "method_limits":     # a clone's calls would run under these
+                    self.rights.check(obj, name, by=self.running(msg), what="set on a clone of")
             new = obj.clone(**{k: self.adopt(v, None) for k, v in kw.items()})
             self.rights.created_now(new)
             return self.encode(new)
@@ -261,7 +279,7 @@ class Broker:
         owner, slot = self.owner.get(self.handles[id(c)], (None, None))
         if owner is None:
             raise SandboxError("this container cannot be changed from a method")
-        self.rights.check(owner, slot, what="change")
+        self.rights.check(owner, slot, what="change", by=self.running(msg))
         args = self.decode(msg.get("a", {"l": []}))
         if not isinstance(args, list):
             raise wire.WireError("malformed arguments")

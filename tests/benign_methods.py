@@ -172,6 +172,11 @@ BENIGN = [
      "    return type(self.items) is list, type([]) is list, list.__name__\n",
      {"cfg": {"a": 1}, "items": [], "tags": {"x"}}, ({"b": 2},), (True, True, "list"),
      {"cfg": {"a": 1, "b": 2}, "items": [2], "tags": {"x", "z"}}),
+    ("changed-marker", "def remember(self, x):\n    self.items.append(x)\n"
+     "    self._p_changed = True\n    return len(self.items)\n", {"items": [1]}, (2,), 2,
+     {"items": [1, 2]}),
+    ("mutable-default-per-call", "def count(self, seen=[]):\n    seen.append(1)\n"
+     "    return len(seen)\n", {}, (), 1, {}),
     ("any-all", "def checks(self, xs):\n    return any(x > 2 for x in xs), all(x > 0 for x in xs)\n",
      {}, ([1, 3],), (True, True), {}),
 ]

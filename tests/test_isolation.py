@@ -226,7 +226,8 @@ def test_a_grant_recorded_in_the_image_lets_a_method_write_what_it_names(mem_ima
         assert g["by"] == "test" and g["at"] > 0
 
 
-def test_stand_ins_left_from_a_call_cannot_write_later(mem_image):
+def test_nothing_of_a_call_reaches_the_next_one_on_the_same_worker(mem_image):
+    """Default values are fresh per call; a stand-in kept anyway would refuse (CallOver)."""
     src = ("def f(self, keep=[]):\n    if keep:\n        old = keep[0]\n        old.n = 99\n"
            "        return 'wrote'\n    keep.append(self)\n    return 'kept'\n")
     with mem_image.transaction() as conn:
@@ -234,15 +235,22 @@ def test_stand_ins_left_from_a_call_cannot_write_later(mem_image):
     workers.POOL.close()          # one worker, so the second call meets the first's leftovers
     workers.POOL.size = 1
     try:
-        with mem_image.transaction() as conn:
-            assert conn.root()["target"].f() == "kept"
-        with pytest.raises(Exception, match="call that has ended"):
+        for _ in range(2):
             with mem_image.transaction() as conn:
-                conn.root()["target"].f()
+                assert conn.root()["target"].f() == "kept"
     finally:
         workers.POOL.size = 2
     with mem_image.view() as root:
         assert root["target"].n == 1
+
+
+def test_a_stale_stand_in_refuses(mem_image):
+    from guardians.remote import CallOver, Remote, Session
+    session = Session(chan=None, compile_method=None)
+    stale = Remote(session, 1, "target")
+    session.close()
+    with pytest.raises(CallOver):
+        stale.n = 99
 
 
 def test_a_crashing_method_kills_only_its_worker_which_is_replaced(mem_image):
@@ -318,3 +326,62 @@ def test_no_worker_process_means_a_clear_error_and_no_change(mem_image, monkeypa
         with mem_image.transaction() as conn:
             conn.root()["target"].f()
     assert dump(mem_image.storage) == before
+
+
+def test_a_granted_method_does_not_lend_its_grant_to_a_method_it_calls(mem_image):
+    with mem_image.transaction() as conn:
+        t = _target(conn)
+        conn.root()["other"] = other = UvmObject(name="other", items=[1], secret="s")
+        t.friend = other
+        install(t, "report", "def report(self):\n    n = self.count()\n"
+                "    self.friend.items.append(n)\n    return n\n", {"author": "mind"})
+        install(t, "count", "def count(self):\n    self.friend.secret = 'pwned'\n    return 0\n",
+                {"author": "mind"})
+        grant(t, "report", "others", by="test")
+    with pytest.raises(CapabilityError):
+        with mem_image.transaction() as conn:
+            conn.root()["target"].report()
+    with mem_image.view() as root:
+        assert root["other"].secret == "s" and list(root["other"].items) == [1]
+
+
+def test_a_receiver_outside_any_connection_still_cannot_write_well_known_objects(mem_image):
+    with mem_image.transaction() as conn:
+        traits = conn.root()["traits"]
+        fresh = UvmObject(**{"name": "fresh", "parent*": traits})      # not stored yet
+        install(fresh, "f", "def f(self):\n    self.lookup_chain()[-1].hacked = 1\n",
+                {"author": "mind"})
+        grant(fresh, "f", "others", by="test")
+        with pytest.raises(CapabilityError, match="well-known"):
+            fresh.f()
+        assert "hacked" not in traits.slot_names()
+
+
+def test_a_container_passed_in_is_copied_when_a_clone_keeps_it(mem_image):
+    with mem_image.transaction() as conn:
+        t = _target(conn)
+        conn.root()["other"] = other = UvmObject(name="other", items=[1])
+        install(t, "adopt", "def adopt(self, xs):\n    self.kid = self.clone(items=xs)\n",
+                {"author": "mind"})
+        install(t, "grow", "def grow(self):\n    self.items.append(666)\n",
+                {"author": "mind"})
+        t.adopt(other.items)
+        t.kid.grow()            # the clone's own slot: allowed, and it is not other's list
+        assert list(other.items) == [1] and list(t.kid.items) == [1, 666]
+
+
+def test_a_worker_that_runs_out_of_memory_mid_message_is_replaced_not_reused(mem_image):
+    src = ("def f(self):\n    keep = []\n    try:\n        while True:\n"
+           "            keep.append(bytearray(1000000))\n    except MemoryError:\n        pass\n"
+           "    for i in range(4):\n        keep.pop()\n    try:\n        v = self.big\n"
+           "    except MemoryError:\n        pass\n    keep.clear()\n    return 'caught'\n")
+    with mem_image.transaction() as conn:
+        t = _target(conn, big="x" * 20_000_000)
+        install(t, "f", src, {"author": "mind"})
+        install(t, "ok", "def ok(self):\n    return 2\n", {"author": "mind"})
+    with pytest.raises(limits.LimitExceeded) as e:
+        with mem_image.transaction() as conn:
+            conn.root()["target"].f()
+    assert e.value.kind == "crash"
+    with mem_image.transaction() as conn:
+        assert conn.root()["target"].ok() == 2
