@@ -249,15 +249,15 @@ def _seq_bytes(seq, times):
     return len(seq) * 8 * times
 
 
-_SMALL = 1 << 62
+_SMALL_INT = 1 << 62      # ints this small multiply without sizing
 
 
 def limit_op(op, a, b):
     """``a <op> b`` for the operators that can amplify, sized first (and a tick)."""
     ta = type(a)
-    if (ta is float or (ta is int and -_SMALL < a < _SMALL)) and op in _CHEAP:
+    if (ta is float or (ta is int and -_SMALL_INT < a < _SMALL_INT)) and op in _CHEAP:
         tb = type(b)
-        if tb is float or (tb is int and -_SMALL < b < _SMALL):
+        if tb is float or (tb is int and -_SMALL_INT < b < _SMALL_INT):
             return _CHEAP[op](a, b)     # small numbers: nothing to size, the loop ticks
     budget = _local.budget
     if budget is not None:

@@ -20,6 +20,7 @@ from guardians import limits
 from image.errors import ImageVersionError
 from image.meta import SCHEMA_VERSION, ensure_meta, get_meta, schema_version
 
+from .clone import _is_btree
 from .method import Method
 from .object import UvmObject
 from .persist import untracked
@@ -106,10 +107,6 @@ def track_all(root) -> int:
             items = value.values() if hasattr(value, "values") else value
             todo.extend(v for v in items if not isinstance(v, _ATOMS))
     return changed
-
-
-def _is_btree(value):
-    return (type(value).__module__ or "").startswith("BTrees.") and hasattr(value, "values")
 
 
 _ATOMS = (int, float, str, bytes, type(None))

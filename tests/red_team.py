@@ -36,6 +36,7 @@ class Attack:
     after: dict = None          # for ok: slot -> value after a reopen
     sigint: bool = False        # the host gets Ctrl-C 0.3 s into the call
     limits: dict = None         # traits.method_limits for this attack
+    author: str = "mind"        # "console": an owner's method, run in process
 
 
 def fn(body, params="self"):
@@ -318,6 +319,18 @@ ATTACKS += [
            kind="PermissionError"),
     Attack("write-own-slot-of-well-known", "persistence",
            fn("self.boss.set_slot('extra', 1)"), "fails", kind="PermissionError"),
+]
+
+# The owner's path (in process, the interpreter's budget): an owner's mistakes are contained too.
+ATTACKS += [
+    dataclasses.replace(a, id=f"owner-{a.id}", author="console")
+    for a in ATTACKS if a.id in (
+        "busy-loop", "busy-loop-except", "list-repeat", "growing-list", "ljust", "bytes-n",
+        "list-range", "big-power", "output-big-string", "recursion", "append-then-raise",
+        "write-then-limit", "append-persists", "counts-augitem-persists")]
+ATTACKS += [
+    Attack("owner-repeat-huge", "limits", fn("return len('x' * 10**10)"), "fails", kind="memory",
+           author="console"),
 ]
 
 IDS = {a.id: a for a in ATTACKS}

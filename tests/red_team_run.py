@@ -91,7 +91,7 @@ def main(attack_id, folder):
         out["reasons"] = [r.rule for r in verdict.reasons]
         install(target, "probe", PROBE, {"author": "mind"})
         if verdict.accepted:
-            install(target, verdict.function, attack.source, {"author": "mind"})
+            install(target, verdict.function, attack.source, {"author": attack.author})
     workers.POOL.warm(1)        # the call's time is the method's, not a worker's start
     before = dump(img.storage)
     rss0 = lim.rss()
