@@ -26,6 +26,7 @@ from mindhost import minds as minds_mod
 from mindhost import store
 from mindhost.engines import get_engine
 from prototypes.persist import plain
+from prototypes.settings import plain as st_plain
 
 from . import lineage
 from .schema import CURSOR, cursor
@@ -242,10 +243,11 @@ class Night:
         return progress
 
     def do_train(self, night, steps):
-        from .train import TrainConfig, train_lora
+        from .train import TrainConfig, TrainingDiverged, TrainingError, train_lora
         ctx = self._context()
         master = ctx["master"]
         cfg = TrainConfig.from_settings(ctx["settings"]["training"])
+        engine = get_engine(ctx["engine"]).name
         partial, final = self.dir / "adapter.partial", self.dir / "adapter"
         shutil.rmtree(partial, ignore_errors=True)
         shutil.rmtree(final, ignore_errors=True)
@@ -255,10 +257,27 @@ class Night:
             self.report.advance(self.mind, "train", step, total)
             if step == max(2, total // 2):
                 _fault("train")
-        record = train_lora(store.open_checked(master), self.dir / "set", partial, cfg, progress)
+        try:
+            record = train_lora(store.open_checked(master), self.dir / "set", partial, cfg,
+                                progress, engine=engine)
+        except TrainingError as e:
+            # a diverged run, or a set/setting with nothing to learn: no merge, and the
+            # reason stays in the mind's nights for the owner to read
+            outcome = "diverged" if isinstance(e, TrainingDiverged) else "refused"
+            shutil.rmtree(partial, ignore_errors=True)
+            log.error("%s: training %s: %s", self.mind, outcome, e,
+                      extra={"event": "night_train_failed", "mind": self.mind,
+                             "outcome": outcome})
+            lineage.record_night(self.img, self.mind, {
+                "outcome": outcome, "step": "train", "reason": str(e),
+                "training": {"config": {**st_plain(cfg),
+                                        "target_modules": list(cfg.target_modules)},
+                             "engine": engine},
+                "night_started": night["started"], "attempts": night.get("attempts", 0)})
+            return {"stop": True, "outcome": outcome, "reason": str(e)}
         os.replace(partial, final)
-        return {"training": record, "summary": f"{cfg.iters} steps, loss {record['loss'][0]:.3f}"
-                f" -> {record['loss'][-1]:.3f}"}
+        return {"training": record, "summary": f"{cfg.iters} steps ({record['engine']}), loss "
+                f"{record['loss'][0]:.3f} -> {record['loss'][-1]:.3f}"}
 
     def _import(self, folder, name, step, extra):
         total = sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file())
@@ -273,14 +292,15 @@ class Night:
         master, anchor, settings = ctx["master"], ctx["anchor"], ctx["settings"]
         n, merged = night["generation"], self.dir / "merged"
         adapter = self.dir / "adapter"
+        progress = self._progress("merge", master["size"], 0.5)
+        check = (lambda: self.check_cancel("in merge"))
         if self.mind == "orai":
-            info = fuse_adapter(store.open_checked(master), adapter, merged)
+            info = fuse_adapter(store.open_checked(master), adapter, merged, progress, check)
         else:
             cfg = merge_config(store.open_checked(anchor), store.open_checked(master), adapter,
                                settings["merge"])
-            info = run_merge(cfg, merged, self.dir / "lora-cache")
+            info = run_merge(cfg, merged, self.dir / "lora-cache", progress, check)
             shutil.copy(merged / "mergekit.yml", self.dir / "mergekit.yml")
-            shutil.rmtree(self.dir / "lora-cache", ignore_errors=True)
         record = self._import(merged, f"{self.mind}-gen{n}-fp16", "merge",
                               {"generation": n, "parent_master": master["id"]})
         shutil.rmtree(merged, ignore_errors=True)

@@ -61,8 +61,105 @@ def check_fp(folder, role):
                          "masters only: point at the mind's master, not its runtime")
 
 
-def run_merge(config: dict, out_dir, cache_dir) -> dict:
-    """Run mergekit on ``config`` into ``out_dir``; save the YAML and the command beside it."""
+def _split(model: str):
+    """``PATH`` or ``PATH+ADAPTER`` (mergekit's spelling of a model with a LoRA on it)."""
+    path, _, lora = model.partition("+")
+    return path, (lora or None)
+
+
+def run_merge(config: dict, out_dir, cache_dir=None, progress=None, check=None) -> dict:
+    """The night's TIES merge, streamed tensor by tensor; the YAML and command saved beside it.
+
+    Each output tensor is mergekit's own TIES kernel (``merge_tensors``, the
+    function its task graph calls per tensor) over the anchor's, the master's
+    and the tuned model's tensors; the tuned one is the master plus the LoRA
+    delta of that weight alone (peft's arithmetic), so MASTER+ADAPTER is never
+    materialised. Peak memory is a few tensors. ``cache_dir`` is where the
+    mergekit CLI would keep its merged LoRA model (the rebuild command names
+    it); ``progress(nbytes)`` after each tensor; ``check()`` between tensors
+    may raise to stop. Methods other than TIES run through ``run_mergekit``.
+    """
+    if config.get("merge_method") != "ties":
+        return run_mergekit(config, out_dir, cache_dir)
+    import torch
+    import yaml
+    from mergekit.merge_methods.api import merge_tensors
+
+    from mindhost.engines.convert import fix_rope_theta
+    from mindhost.tensors import Shards, ShardWriter, TensorFileError
+
+    from .adapters import AdapterError, LoraDeltas, apply_delta
+    out_dir = Path(out_dir)
+    _check_inputs(config)
+    dtype = getattr(torch, config.get("dtype") or "float16")
+    params = config.get("parameters") or {}
+    text = yaml.safe_dump(config, sort_keys=False)
+    started = time.perf_counter()
+    if out_dir.exists():
+        shutil.rmtree(out_dir)              # a half-written merge from an interrupted night
+    try:
+        anchor = Shards(config["base_model"])
+        inputs = []
+        for m in config["models"]:
+            path, lora = _split(m["model"])
+            inputs.append((Shards(path), LoraDeltas(lora) if lora else None, m["parameters"]))
+        names = anchor.names()
+        for shards, _, _ in inputs:
+            odd = [n for n in names if n not in shards or shards.shape(n) != anchor.shape(n)]
+            if odd:
+                raise MergeError(f"{shards.folder} does not match the anchor's tensors "
+                                 f"({odd[0]}); merge models of one architecture")
+        writer = ShardWriter(out_dir, [(n, dtype, anchor.shape(n)) for n in names])
+        ids = list(range(len(inputs) + 1))
+        density = [float(p.get("density", 1.0)) for _, _, p in inputs]
+        weight = [float(p["weight"]) for _, _, p in inputs]
+        for name in names:
+            if check is not None:
+                check()
+            tensors = [anchor.get(name)] + [apply_delta(s.get(name), lo.delta(name) if lo else None)
+                                            for s, lo, _ in inputs]
+            merged = merge_tensors(tensors, "ties", ids=ids, base_index=0, name=name,
+                                   dtype=dtype, out_dtype=dtype, parameters={
+                                       "density": density, "weight": weight,
+                                       "normalize": bool(params.get("normalize", True)),
+                                       "int8_mask": bool(params.get("int8_mask", False))})
+            writer.write(name, merged)
+            if progress is not None:
+                progress(anchor.nbytes(name))
+            del tensors, merged
+        writer.close()
+    except (TensorFileError, AdapterError, OSError) as e:
+        raise MergeError(f"the merge into {out_dir} failed: {e}") from e
+    _finish_folder(config["base_model"], out_dir, config.get("dtype") or "float16")
+    fix_rope_theta(out_dir)
+    (out_dir / "mergekit.yml").write_text(text)
+    cache = cache_dir or "CACHE"
+    command = f"mergekit-yaml mergekit.yml OUT --lora-merge-cache {cache}"
+    seconds = round(time.perf_counter() - started, 2)
+    log.info("merged into %s in %.1f s (streamed TIES)", out_dir, seconds,
+             extra={"event": "merge", "seconds": seconds})
+    return {"config": config, "yaml": text, "command": command, "seconds": seconds,
+            "engine": "streamed"}
+
+
+def _check_inputs(config):
+    check_fp(config["base_model"], "golden anchor")
+    for m in config["models"]:
+        check_fp(_split(m["model"])[0], "master")
+
+
+def _finish_folder(src, out_dir, dtype):
+    """config.json and the tokenizer from ``src`` (as mergekit writes them), dtype set."""
+    from mindhost.tensors import copy_side_files
+    copy_side_files(src, out_dir)
+    cfg = json.loads((Path(src) / "config.json").read_text())
+    cfg["dtype"] = dtype
+    cfg.pop("torch_dtype", None)
+    (Path(out_dir) / "config.json").write_text(json.dumps(cfg, indent=2))
+
+
+def run_mergekit(config: dict, out_dir, cache_dir) -> dict:
+    """The same merge through mergekit's whole pipeline (the rebuild path, and the baseline)."""
     import yaml
     from mergekit.config import MergeConfiguration
     from mergekit.merge import run_merge as mergekit_run
@@ -71,12 +168,10 @@ def run_merge(config: dict, out_dir, cache_dir) -> dict:
     from mindhost.engines import quiet_offline
     from mindhost.engines.convert import fix_rope_theta
     quiet_offline()
-    check_fp(config["base_model"], "golden anchor")
-    for m in config["models"]:
-        check_fp(m["model"].split("+")[0], "master")
+    _check_inputs(config)
     out_dir, cache_dir = Path(out_dir), Path(cache_dir)
     if out_dir.exists():
-        shutil.rmtree(out_dir)              # a half-written merge from an interrupted night
+        shutil.rmtree(out_dir)
     text = yaml.safe_dump(config, sort_keys=False)
     started = time.perf_counter()
     try:
@@ -90,33 +185,47 @@ def run_merge(config: dict, out_dir, cache_dir) -> dict:
     (out_dir / "mergekit.yml").write_text(text)
     command = f"mergekit-yaml mergekit.yml OUT --lora-merge-cache {cache_dir}"
     seconds = round(time.perf_counter() - started, 2)
-    log.info("merged into %s in %.1f s", out_dir, seconds, extra={"event": "merge",
-                                                                  "seconds": seconds})
-    return {"config": config, "yaml": text, "command": command, "seconds": seconds}
+    log.info("merged into %s in %.1f s (mergekit)", out_dir, seconds,
+             extra={"event": "merge", "seconds": seconds})
+    return {"config": config, "yaml": text, "command": command, "seconds": seconds,
+            "engine": "mergekit"}
 
 
-def fuse_adapter(master, adapter, out_dir) -> dict:
-    """Orai's path: the adapter fused into its FP16 master (peft), saved as FP16.
+def fuse_adapter(master, adapter, out_dir, progress=None, check=None) -> dict:
+    """Orai's path: the adapter fused into its FP16 master, tensor by tensor, kept as FP16.
 
     Orai is not requantized, so there is no Gold Master protocol to keep: the
-    fused FP16 model is both its next master and what it runs.
+    fused model is both its next master and what it runs. Each weight is
+    peft's ``merge_and_unload`` sum (float32, back to the master's dtype).
     """
-    import torch
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from mindhost.engines import quiet_offline
     from mindhost.engines.convert import fix_rope_theta
-    quiet_offline()
+    from mindhost.tensors import Shards, ShardWriter, TensorFileError
+
+    from .adapters import AdapterError, LoraDeltas, apply_delta
     check_fp(master, "master")
     out_dir = Path(out_dir)
     if out_dir.exists():
         shutil.rmtree(out_dir)
     started = time.perf_counter()
-    model = AutoModelForCausalLM.from_pretrained(master, dtype=torch.float32)
-    model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
-    model.to(torch.float16).save_pretrained(out_dir)
-    AutoTokenizer.from_pretrained(master).save_pretrained(out_dir)
+    try:
+        src, lora = Shards(master), LoraDeltas(adapter)
+        missing = sorted(lora.targets() - set(src.names()))
+        if missing:
+            raise MergeError(f"the adapter {adapter} changes {missing[0]}, which the master "
+                             f"{master} lacks; was it trained on another model?")
+        names = src.names()
+        writer = ShardWriter(out_dir, [(n, src.info[n]["dtype"], src.shape(n)) for n in names])
+        for name in names:
+            if check is not None:
+                check()
+            writer.write(name, apply_delta(src.get(name), lora.delta(name)))
+            if progress is not None:
+                progress(src.nbytes(name))
+        writer.close()
+    except (TensorFileError, AdapterError, OSError) as e:
+        raise MergeError(f"fusing {adapter} into {master} failed: {e}") from e
+    from mindhost.tensors import copy_side_files
+    copy_side_files(master, out_dir, skip=())
     fix_rope_theta(out_dir)
     seconds = round(time.perf_counter() - started, 2)
     log.info("fused the adapter into %s in %.1f s", out_dir, seconds,

@@ -33,18 +33,19 @@ def embedder():
     return get_embedder()
 
 
-def make_image(tmp_path, tiny_llama, embedder, who=("hermes",), day=12, gate=GATE):
+def make_image(tmp_path, tiny_llama, embedder, who=("hermes",), day=12, gate=GATE,
+               engine="torch", training=TRAINING):
     from kernel.schema import bootstrap
     from night.transcripts import import_transcripts
     loc, models = tmp_path / "image", tmp_path / "image" / "models"
     with open_image(loc, create=True) as img:
         bootstrap(img)
         for mind in who:
-            minds.install(img, mind, tiny_llama, engine="torch", store_dir=models)
+            minds.install(img, mind, tiny_llama, engine=engine, store_dir=models)
             import_transcripts(img, mind, write_day(tmp_path / f"{mind}.jsonl", day), embedder)
         with img.transaction() as conn:
             for mind in who:
-                conn.root()[mind].training = dict(TRAINING)
+                conn.root()[mind].training = dict(training)
                 conn.root()[mind].gate = dict(gate)
     return loc, models
 
@@ -117,6 +118,51 @@ def test_a_day_the_gate_rejects_changes_nothing_served_and_says_why(tmp_path, ti
         assert night["outcome"] == "rejected" and night["generation_tried"] == 1
         assert [c["name"] for c in night["failed"]] == ["heldout_kl"]
         assert h.night is None and not any(ex.signals.get("golden") for ex in h.ledger.values())
+
+
+@pytest.mark.parametrize("training, outcome, says", [
+    ({**TRAINING, "learning_rate": 1e30}, "diverged", "training diverged at step"),
+    ({**TRAINING, "max_seq_len": 8}, "refused", "nothing to learn: with training.max_seq_len = 8"),
+])
+def test_a_training_with_nothing_sound_to_learn_stops_the_night_and_says_why(
+        tmp_path, tiny_llama, embedder, training, outcome, says):
+    loc, models = make_image(tmp_path, tiny_llama, embedder, training=training)
+    with open_image(loc, read_only=True) as img, img.view() as root:
+        before = (root["hermes"].model, root["hermes"].runtime, store_ids(models))
+    with open_image(loc) as img:
+        out = dream(img, ["hermes"], store_dir=models, work_dir=loc / "dream")
+    assert out[0]["outcome"] == outcome and says in out[0]["reason"]
+    with open_image(loc, read_only=True) as img, img.view() as root:
+        h = root["hermes"]
+        assert (h.model, h.runtime, store_ids(models)) == before and h.generation == 0
+        night = next(iter(h.nights.values()))
+        assert night["outcome"] == outcome and night["step"] == "train"
+        assert says in night["reason"] and h.night is None
+        # nothing was learned, so the day's exchanges wait for the next night
+        assert h.lookup("curated_until", "") == ""
+    assert not (loc / "dream" / "hermes" / "gen-1").exists()
+
+
+def test_the_mlx_night_trains_merges_quantizes_and_promotes_with_mlx_lm(
+        tmp_path, tiny_llama, embedder):
+    pytest.importorskip("mlx_lm")
+    loc, models = make_image(tmp_path, tiny_llama, embedder, who=("orai", "hermes"),
+                             engine="mlx", training={**TRAINING, "iters": 3})
+    with open_image(loc) as img:
+        out = dream(img, store_dir=models, work_dir=loc / "dream")
+        assert [(r["mind"], r["outcome"]) for r in out] == [("orai", "promoted"),
+                                                            ("hermes", "promoted")]
+        with img.view() as root:
+            h, o = root["hermes"], root["orai"]
+            rec, orec = h.lineage[1], o.lineage[1]
+            runtime = store.find(root, h.runtime)
+    assert rec["training"]["engine"] == "mlx-lm" and orec["training"]["engine"] == "mlx-lm"
+    assert rec["engine"] == "mlx" and runtime["engine"] == "mlx" and rec["precision"] == "q8"
+    assert rec["merge"]["method"] == "ties" and orec["merge"]["method"] == "fuse"
+    # the lineage keeps a peft adapter, which the mergekit CLI reads to rebuild the master
+    adapter = loc / "dream" / "hermes" / "gen-1" / "adapter"
+    assert json.loads((adapter / "adapter_config.json").read_text())["peft_type"] == "LORA"
+    assert {c["name"] for c in rec["gate"]} >= {"identity", "capability", "heldout_kl"}
 
 
 @pytest.mark.parametrize("step", ["train", "merge", "requantize"])

@@ -108,9 +108,14 @@ def _state_dict(folder):
     return tensors
 
 
-def quantize_folder(src, dest, progress=None) -> dict:
-    """Write the batos-int8 runtime of the float model folder ``src`` into ``dest``."""
-    from safetensors.torch import save_file
+def quantize_folder(src, dest, progress=None, check=None) -> dict:
+    """Write the batos-int8 runtime of the float model folder ``src`` into ``dest``.
+
+    Streamed: one tensor is read, quantized and written at a time (the shards'
+    layout is planned from the headers first), so memory stays a few tensors
+    whatever the model's size. ``progress(n)`` after each tensor, ``check()``
+    before each may raise to stop."""
+    from ..tensors import Shards, ShardWriter, copy_side_files
     src, dest = Path(src), Path(dest)
     quant, config = _read_config(src)
     if quant:
@@ -119,28 +124,44 @@ def quantize_folder(src, dest, progress=None) -> dict:
     linears = set(_linear_names(model))
     embed = next(n for n, m in model.named_modules() if m is model.get_input_embeddings())
     tied = bool(getattr(config, "tie_word_embeddings", False))
-    tensors = _state_dict(src)
-    out = {}
-    for name, t in tensors.items():
-        module = name.rsplit(".", 1)[0]
-        if name.endswith(".weight") and (module in linears or module == embed) and t.ndim == 2:
-            q, s = quantize_rows(t)
-            out[name], out[name + SCALE] = q, s
-        else:
-            out[name] = t.contiguous()
-        if progress:
-            progress(1)
-    dest.mkdir(parents=True, exist_ok=True)
-    save_file(out, dest / "model.safetensors", metadata={"format": "pt"})
-    for f in src.iterdir():
-        if f.is_file() and f.suffix != ".safetensors" and f.name not in ("config.json",) \
-                and not f.name.startswith("batos-") and not f.name.endswith(".index.json"):
-            shutil.copy2(f, dest / f.name)
+    del model
+    with Shards(src) as tensors:
+        def quantized(name):
+            module = name.rsplit(".", 1)[0]
+            return name.endswith(".weight") and (module in linears or module == embed) \
+                and len(tensors.shape(name)) == 2
+        plan = []
+        for name in tensors.names():
+            if quantized(name):
+                plan += [(name, "I8", tensors.shape(name)),
+                         (name + SCALE, "F32", tensors.shape(name)[:1])]
+            else:
+                plan.append((name, tensors.info[name]["dtype"], tensors.shape(name)))
+        writer = ShardWriter(dest, plan)
+        try:
+            for name in tensors.names():
+                if check is not None:
+                    check()
+                t = tensors.get(name)
+                if quantized(name):
+                    q, s = quantize_rows(t)
+                    writer.write(name, q)
+                    writer.write(name + SCALE, s)
+                else:
+                    writer.write(name, t.contiguous())
+                if progress:
+                    progress(1)
+            writer.close()
+        except BaseException:
+            writer.abort()
+            raise
+        names = set(tensors.names())
+    copy_side_files(src, dest)
     cfg = json.loads((src / "config.json").read_text())
     cfg["quantization_config"] = {
         "quant_method": QUANT_METHOD, "bits": 8, "group_size": None,
         "scheme": "weight-only symmetric int8, one float32 scale per output channel",
-        "modules": len([n for n in linears | {embed} if n + ".weight" in tensors]),
+        "modules": len([n for n in linears | {embed} if n + ".weight" in names]),
         "tied_head": tied}
     (dest / "config.json").write_text(json.dumps(cfg, indent=2))
     return cfg["quantization_config"]

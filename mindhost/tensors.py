@@ -1,0 +1,176 @@
+"""Safetensors shards read and written one tensor at a time.
+
+The night's merge, fuse and requantize stream a model through these: a
+reader that opens one tensor of a (sharded) folder at a time, and a writer
+that lays out every shard's header first (names, dtypes, shapes are known
+before any data) and then writes each tensor at its offset as it comes. Peak
+memory is a few tensors, never the model. The files are plain safetensors
+(``safetensors.safe_open`` and transformers read them).
+"""
+import json
+import math
+import os
+import struct
+from pathlib import Path
+
+INDEX = "model.safetensors.index.json"
+SHARD_BYTES = 2 * 2**30            # like mergekit's default out-shard size (5 GB is HF's)
+_ALIGN = 8
+DTYPES = {"float16": "F16", "bfloat16": "BF16", "float32": "F32", "float64": "F64",
+          "int8": "I8", "uint8": "U8", "int16": "I16", "int32": "I32", "int64": "I64",
+          "uint32": "U32", "bool": "BOOL"}
+SIZES = {"F16": 2, "BF16": 2, "F32": 4, "F64": 8, "I8": 1, "U8": 1, "I16": 2, "I32": 4,
+         "I64": 8, "U32": 4, "BOOL": 1}
+
+
+class TensorFileError(ValueError):
+    """A model folder whose safetensors cannot be read."""
+
+
+def read_header(path) -> dict:
+    """A safetensors file's header: ``{name: {dtype, shape, data_offsets}}`` (no data read)."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            (n,) = struct.unpack("<Q", f.read(8))
+            if n > 100 * 2**20:
+                raise ValueError(f"header of {n} bytes")
+            header = json.loads(f.read(n))
+    except (OSError, ValueError, struct.error) as e:
+        raise TensorFileError(f"{path} is not a readable safetensors file ({e}); "
+                              "re-import the model") from None
+    header.pop("__metadata__", None)
+    return header
+
+
+class Shards:
+    """The tensors of a model folder, by name, opened one at a time."""
+
+    def __init__(self, folder):
+        self.folder = Path(folder)
+        files = sorted(self.folder.glob("*.safetensors"))
+        if not files:
+            raise TensorFileError(f"{self.folder} holds no .safetensors file")
+        self.where, self.info = {}, {}
+        for f in files:
+            for name, meta in read_header(f).items():
+                self.where[name], self.info[name] = f, meta
+        self._open = {}
+
+    def names(self):
+        return list(self.info)
+
+    def __contains__(self, name):
+        return name in self.info
+
+    def shape(self, name):
+        return tuple(self.info[name]["shape"])
+
+    def nbytes(self, name):
+        lo, hi = self.info[name]["data_offsets"]
+        return hi - lo
+
+    def get(self, name):
+        """One tensor (torch), read from disk into its own memory."""
+        from safetensors import safe_open
+        f = self.where[name]
+        handle = self._open.get(f)
+        if handle is None:
+            handle = self._open[f] = safe_open(str(f), framework="pt")
+        return handle.get_tensor(name)
+
+    def close(self):
+        self._open.clear()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def dtype_code(dtype) -> str:
+    return DTYPES[str(dtype).removeprefix("torch.")]
+
+
+class ShardWriter:
+    """Writes a planned set of tensors into shards; ``write`` in any order, then ``close``.
+
+    ``plan`` is ``[(name, dtype, shape)]`` in file order; shards break at
+    ``shard_bytes``. A half-written folder is the caller's to remove (the
+    night writes into a staging folder)."""
+
+    def __init__(self, folder, plan, shard_bytes=SHARD_BYTES, metadata=None):
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        groups, size = [[]], 0
+        for name, dtype, shape in plan:
+            code = dtype_code(dtype) if not isinstance(dtype, str) or dtype not in SIZES \
+                else dtype
+            n = SIZES[code] * math.prod(shape)
+            if groups[-1] and size + n > shard_bytes:
+                groups.append([])
+                size = 0
+            groups[-1].append((name, code, list(shape), n))
+            size += n
+        total = len(groups)
+        self.slots, self.files, self.pending = {}, [], set()
+        for i, group in enumerate(groups, 1):
+            fname = "model.safetensors" if total == 1 else \
+                f"model-{i:05d}-of-{total:05d}.safetensors"
+            header, offset = {"__metadata__": {"format": "pt", **(metadata or {})}}, 0
+            for name, code, shape, n in group:
+                header[name] = {"dtype": code, "shape": shape, "data_offsets": [offset, offset + n]}
+                offset += n
+            raw = json.dumps(header, separators=(",", ":")).encode()
+            raw += b" " * (-len(raw) % _ALIGN)
+            path = self.folder / fname
+            f = open(path, "wb")
+            f.write(struct.pack("<Q", len(raw)) + raw)
+            start = f.tell()
+            f.truncate(start + offset)
+            self.files.append((fname, f))
+            for name, code, shape, n in group:
+                lo = header[name]["data_offsets"][0]
+                self.slots[name] = (f, start + lo, code, shape, n)
+                self.pending.add(name)
+
+    def write(self, name, tensor):
+        f, at, code, shape, n = self.slots[name]
+        if dtype_code(tensor.dtype) != code or list(tensor.shape) != shape:
+            raise TensorFileError(f"{name}: planned {code}{shape}, got "
+                                  f"{dtype_code(tensor.dtype)}{list(tensor.shape)}")
+        import torch
+        data = tensor.detach().contiguous().cpu().reshape(-1).view(torch.uint8).numpy()
+        f.seek(at)
+        f.write(memoryview(data))
+        self.pending.discard(name)
+
+    def close(self):
+        """Flush, fsync and write the index (several shards); every planned tensor must be in."""
+        if self.pending:
+            raise TensorFileError(f"{len(self.pending)} planned tensor(s) never written, e.g. "
+                                  f"{sorted(self.pending)[0]}")
+        for _, f in self.files:
+            f.flush()
+            os.fsync(f.fileno())
+            f.close()
+        if len(self.files) > 1:
+            weight_map = {name: slot[0].name.rsplit("/", 1)[-1] for name, slot in
+                          self.slots.items()}
+            total = sum(slot[4] for slot in self.slots.values())
+            (self.folder / INDEX).write_text(json.dumps(
+                {"metadata": {"total_size": total}, "weight_map": weight_map}, indent=1))
+
+    def abort(self):
+        for _, f in self.files:
+            f.close()
+
+
+def copy_side_files(src, dest, skip=("config.json",)):
+    """Everything of a model folder but its weights (tokenizer, template, generation config)."""
+    import shutil
+    for f in Path(src).iterdir():
+        if f.is_file() and f.suffix != ".safetensors" and f.name not in skip \
+                and f.name != INDEX and not f.name.startswith("batos-"):
+            shutil.copy2(f, Path(dest) / f.name)
