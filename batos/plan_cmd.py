@@ -2,7 +2,15 @@
 from rich import box
 from rich.table import Table
 
-from mindhost.budget import GB, PRESETS, machine_ram, parse_size, plan, what_q8_buys
+from mindhost.budget import (
+    GB,
+    PRESETS,
+    machine_ram,
+    night_plan,
+    parse_size,
+    plan,
+    what_q8_buys,
+)
 
 from . import ui
 
@@ -19,6 +27,12 @@ def add_arguments(p):
     p.add_argument("--ram", help="machine memory, e.g. 512G (binary) or 500GB (default: this machine)")
     p.add_argument("--reserve", help="memory kept for the OS and everything else "
                                      "(default: 10%% of RAM, at least 8GB)")
+    p.add_argument("--engine", choices=("mlx", "torch"), default=None,
+                   help="the night's engine (default: mlx on Apple Silicon, else torch); on a "
+                        "CPU the torch engine computes an FP16 model in float32")
+    p.add_argument("--batch", type=int, default=None, help="training batch (default 4)")
+    p.add_argument("--seq", type=int, default=None, help="training max_seq_len (default 512)")
+    p.add_argument("--qlora", action="store_true", help="plan training on a 4-bit base (mlx)")
     p.add_argument("--json", action="store_true", help="print the budget as JSON")
 
 
@@ -27,9 +41,11 @@ def cmd_plan(args):
     reserve = parse_size(args.reserve) if args.reserve else None
     budget = plan(args.orai, args.hermes, context=args.context, kv=args.kv, ram=ram, reserve=reserve)
     extra = what_q8_buys(args.hermes, args.context)
+    night = _night(args, ram, reserve)
+    ok = budget["fits"] and night["fits"]
     if args.json:
-        ui.print_json(budget | {"hermes_q8": extra})
-        return 0 if budget["fits"] else 1
+        ui.print_json(budget | {"hermes_q8": extra, "night": night})
+        return 0 if ok else 1
     t = Table(title=f"memory budget at {args.context:,} tokens of context, {args.kv} KV cache",
               title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False)
     for col in ("", "model", "prec", "params", "weights", "KV/token", "KV@ctx", "total"):
@@ -45,7 +61,38 @@ def cmd_plan(args):
     ui.out.print(f"RAM {_gb(budget['ram_bytes'])}: {verdict}, headroom {_gb(budget['headroom_bytes'])}")
     ui.out.print(f"Hermes in q8 instead of fp16 saves {_gb(extra['weights_saved_bytes'])} of weights; "
                  f"an 8-bit KV cache saves {_gb(extra['kv_saved_bytes'])} more at this context.")
-    return 0 if budget["fits"] else 1
+    _print_night(night)
+    return 0 if ok else 1
+
+
+def _night(args, ram, reserve):
+    from mindhost.engines import has_metal
+    engine = args.engine or ("mlx" if has_metal() else "torch")
+    training = {k: v for k, v in (("batch_size", args.batch), ("max_seq_len", args.seq),
+                                  ("qlora", args.qlora or None)) if v is not None}
+    return night_plan(args.orai, args.hermes, ram=ram, reserve=reserve, engine=engine,
+                      training={"orai": training, "hermes": training})
+
+
+def _print_night(night):
+    t = Table(title=f"the night, one step at a time ({night['engine']} engine; the day's "
+                    "runtimes unloaded)", title_justify="left", box=box.SIMPLE_HEAD,
+              padding=(0, 1), pad_edge=False)
+    for col in ("", "model", "train", "merge/fuse", "requantize", "gate"):
+        t.add_column(col, justify="left" if col in ("", "model") else "right", no_wrap=True)
+    for name, m in night["minds"].items():
+        s = m["steps"]
+        t.add_row(name, m["model"], _gb(s["train"]), _gb(s.get("merge", s.get("fuse"))),
+                  _gb(s["requantize"]) if "requantize" in s else "-", _gb(s["gate"]))
+    ui.out.print(t)
+    if night["fits"]:
+        ui.out.print(f"every night step fits in {_gb(night['room_bytes'])} (RAM less the "
+                     "reserve and the embedder)")
+    for r in night["refused"]:
+        ui.out.print(f"[red]{r['mind']}'s {r['step']} does not fit[/]: it needs "
+                     f"{_gb(r['needs_bytes'])}, {_gb(r['short_bytes'])} more than the "
+                     f"{_gb(night['room_bytes'])} free; lower training --batch/--seq, use "
+                     "--qlora (mlx), or a smaller model")
 
 
 def _gb(n):

@@ -158,3 +158,124 @@ def what_q8_buys(hermes: str, context: int) -> dict:
     q8kv = mind_budget(shape, "q8", context, "q8")
     return {"weights_saved_bytes": fp16["weights_bytes"] - q8["weights_bytes"],
             "kv_saved_bytes": q8["kv_bytes"] - q8kv["kv_bytes"]}
+
+
+# -- the night ------------------------------------------------------------------------
+# A process that has imported torch, transformers, peft and mergekit holds this much
+# anonymous memory before it touches a model (measured here: 0.34 GB).
+RUNTIME_BYTES = 0.35 * GB
+MERGE_BYTES_PER_ELEMENT = 30     # mergekit's TIES kernel: deltas, |delta| in float32, argsort
+MERGE_WORKERS = 4                # at most; night.merge runs min(4, cores) kernels at once
+BIG_TENSOR = 64 * 2**20          # elements; a larger kernel runs alone (night.merge)
+QUANT_CHUNK_ROWS = 4096          # the int8 requantize works this many rows at a time
+TRAIN_DEFAULTS = {"batch_size": 4, "max_seq_len": 512, "rank": 8,
+                  "target_modules": ("q_proj", "k_proj", "v_proj", "o_proj"),
+                  "qlora": False, "base_dtype": "float16", "grad_checkpoint": False}
+
+
+def _module_elements(shape: Shape) -> dict:
+    h, hd = shape.hidden, shape.head_dim
+    return {"q_proj": h * shape.heads * hd, "o_proj": h * shape.heads * hd,
+            "k_proj": h * shape.kv_heads * hd, "v_proj": h * shape.kv_heads * hd,
+            "gate_proj": h * shape.intermediate, "up_proj": h * shape.intermediate,
+            "down_proj": h * shape.intermediate, "embed_tokens": shape.vocab * h,
+            "lm_head": shape.vocab * h}
+
+
+def _lora_params(shape: Shape, rank: int, targets) -> int:
+    h, hd = shape.hidden, shape.head_dim
+    dims = {"q_proj": (h, shape.heads * hd), "o_proj": (shape.heads * hd, h),
+            "k_proj": (h, shape.kv_heads * hd), "v_proj": (h, shape.kv_heads * hd),
+            "gate_proj": (h, shape.intermediate), "up_proj": (h, shape.intermediate),
+            "down_proj": (shape.intermediate, h)}
+    return shape.layers * sum(rank * sum(dims[t]) for t in targets if t in dims)
+
+
+def train_bytes(shape: Shape, training=None, engine="torch") -> float:
+    """LoRA training's working set: the frozen base at its stored precision (4.5 bits for
+    QLoRA), resident whether mapped from its file or copied; the adapter with its gradient
+    and AdamW moments (float32); the activations kept for backward at the configured batch
+    and sequence length (float32 on the torch engine's CPU path, float16 on mlx; with
+    ``grad_checkpoint`` only each layer's input, plus one layer recomputed); and on the
+    torch CPU path the float32 copy of the widest weight, twice (forward and backward)."""
+    t = {**TRAIN_DEFAULTS, **(training or {})}
+    bits = 4.5 if t["qlora"] else {"float16": 16, "bfloat16": 16, "float32": 32}[t["base_dtype"]]
+    weights = shape.params() * bits / 8
+    adapter = _lora_params(shape, t["rank"], t["target_modules"]) * 16
+    tokens = t["batch_size"] * t["max_seq_len"]
+    act = 4 if engine == "torch" else 2
+    # per layer per token: the block's inputs, norms, q/k/v/o, the attention rows and the
+    # gated MLP's wide tensors; then logits, their log-softmax and its gradient
+    per_layer = act * (8 * shape.hidden + 4 * shape.intermediate +
+                       2 * shape.heads * t["max_seq_len"])
+    layers = (shape.layers * 2 * act * shape.hidden + per_layer) if t["grad_checkpoint"] \
+        else shape.layers * per_layer
+    acts = tokens * (layers + 3 * 4 * shape.vocab)
+    upcast = 2 * 4 * max(_module_elements(shape).values()) \
+        if engine == "torch" and t["base_dtype"] != "float32" else 0
+    return RUNTIME_BYTES + weights + adapter + acts + upcast
+
+
+def night_steps(shape: Shape, *, training=None, engine="torch", gate_precision="q8",
+                cores=None) -> dict:
+    """Each night step's peak memory (bytes) for a mind on ``shape``: the streamed steps
+    hold a few tensors, training and the gate a model."""
+    t = {**TRAIN_DEFAULTS, **(training or {})}
+    elements = _module_elements(shape)
+    largest = max(elements.values())
+    touched = max((elements[m] for m in t["target_modules"] if m in elements), default=0)
+    workers = 1 if touched > BIG_TENSOR else min(MERGE_WORKERS, cores or os.cpu_count() or 1)
+    merge = RUNTIME_BYTES + workers * MERGE_BYTES_PER_ELEMENT * touched + 3 * 2 * largest
+    fuse = RUNTIME_BYTES + 2 * 2 * largest + 3 * 4 * touched
+    requantize = RUNTIME_BYTES + 3 * largest + 3 * 4 * QUANT_CHUNK_ROWS * shape.hidden
+    # the gate holds one generation at a time, as it serves: the torch engine on a CPU
+    # computes an FP16 model in float32; int8 and mlx keep their bytes
+    bits = BITS[gate_precision]
+    if engine == "torch" and gate_precision in ("fp16", "bf16"):
+        bits = 32.0
+    gate = RUNTIME_BYTES + shape.params() * bits / 8 + 3 * 4 * shape.vocab * 512
+    return {"train": train_bytes(shape, t, engine), "merge": merge, "fuse": fuse,
+            "requantize": requantize, "gate": gate}
+
+
+NIGHT_STEPS = {"orai": ("train", "fuse", "gate"), "hermes": ("train", "merge", "requantize", "gate")}
+
+
+def night_plan(orai, hermes, *, ram=None, reserve=None, engine="torch", training=None,
+               cores=None) -> dict:
+    """Every night step's peak for both minds, against the machine: the night runs with the
+    day's runtimes unloaded, one step at a time, beside the embedder and the reserve. A step
+    that does not fit is named with its shortfall (``refused``)."""
+    ram = machine_ram() if ram is None else ram
+    reserve = max(8 * GB, 0.10 * ram) if reserve is None else reserve
+    room = ram - reserve - EMBEDDER_BYTES
+    minds, refused = {}, []
+    for name, spec in (("orai", orai), ("hermes", hermes)):
+        shape, precision = parse_model(spec)
+        peaks = night_steps(shape, training=(training or {}).get(name), engine=engine,
+                            gate_precision=precision, cores=cores)
+        steps = {s: peaks[s] for s in NIGHT_STEPS[name]}
+        minds[name] = {"model": shape.name, "fp16_bytes": shape.params() * 2, "steps": steps}
+        for step, need in steps.items():
+            if need > room:
+                refused.append({"mind": name, "step": step, "needs_bytes": need,
+                                "short_bytes": need - room})
+    return {"ram_bytes": ram, "reserve_bytes": reserve, "room_bytes": room, "engine": engine,
+            "minds": minds, "refused": refused, "fits": not refused}
+
+
+def check_night(shape: Shape, mind: str, *, training=None, engine="torch", precision="fp16",
+                ram=None, reserve=None):
+    """None if every step of ``mind``'s night fits this machine, else ``{step, reason}``."""
+    ram = machine_ram() if ram is None else ram
+    reserve = max(8 * GB, 0.10 * ram) if reserve is None else reserve
+    room = ram - reserve - EMBEDDER_BYTES
+    peaks = night_steps(shape, training=training, engine=engine, gate_precision=precision)
+    for step in NIGHT_STEPS[mind]:
+        if peaks[step] > room:
+            return {"step": step, "reason": (
+                f"{mind}'s night will not fit: {step} needs {peaks[step] / GB:.1f} GB and "
+                f"{room / GB:.1f} GB is free after the reserve ({(peaks[step] - room) / GB:.1f}"
+                " GB short); lower training.batch_size or max_seq_len, or run `batos plan` "
+                "to see every step")}
+    return None

@@ -84,8 +84,9 @@ class LogReporter(Reporter):
 class Night:
     """One mind's night: ``run()`` does (or finishes) it and returns its outcome."""
 
-    def __init__(self, img, mind, *, store_dir, work_dir, reporter=None, cancel=None):
+    def __init__(self, img, mind, *, store_dir, work_dir, reporter=None, cancel=None, ram=None):
         self.img, self.mind = img, minds_mod.check_mind(mind)
+        self.ram = ram                  # the machine's memory (bytes); None: this one's
         self.store_dir, self.work_root = Path(store_dir), Path(work_dir)
         self.report = reporter or Reporter()
         self.cancel = cancel            # a threading.Event: set, the night stops at a check
@@ -138,6 +139,15 @@ class Night:
     def run(self) -> dict:
         night = self._read()
         resumed = night is not None
+        if not resumed:
+            refused = self._will_not_fit()
+            if refused:
+                log.error("%s", refused["reason"], extra={"event": "night_refused",
+                                                          "mind": self.mind})
+                lineage.record_night(self.img, self.mind, {"outcome": "does not fit",
+                                                           **refused})
+                return {"stop": True, "outcome": "does not fit", "reason": refused["reason"],
+                        "fresh": True}
         if resumed:
             self._bump_attempts()
             log.info("%s: resuming the night of generation %d", self.mind, night["generation"],
@@ -174,6 +184,22 @@ class Night:
         if outcome.get("stop"):
             shutil.rmtree(self.dir, ignore_errors=True)    # nothing was made
         return outcome
+
+    def _will_not_fit(self):
+        """The planner's verdict on this mind's night on this machine, before any step."""
+        from mindhost.budget import PlanError, check_night, shape_from_config
+
+        from .train import TrainConfig
+        ctx = self._context()
+        try:
+            shape = shape_from_config(store.open_checked(ctx["master"]))
+        except PlanError as e:          # a model the planner cannot read: say so, go on
+            log.warning("%s: no memory plan for the night: %s", self.mind, e)
+            return None
+        training = st_plain(TrainConfig.from_settings(ctx["settings"]["training"]))
+        return check_night(shape, self.mind, training=training, ram=self.ram,
+                           engine=get_engine(ctx["engine"]).name,
+                           precision="q8" if "requantize" in steps_for(self.mind) else "fp16")
 
     def _intact(self, step, result):
         if step == "curate":
@@ -331,17 +357,12 @@ class Night:
         taught = read_set(self.dir / "set" / "train.jsonl")
         valid = self.dir / "set" / "valid.jsonl"
         heldout = read_set(valid) if valid.is_file() and valid.stat().st_size else []
-        prev = minds_mod.load(prev_plan)
-        try:
-            new = get_engine(new_rec.get("engine") or engine_name).load(
-                store.open_checked(new_rec))
-            try:
-                checks = run_gate(prev, new, name=name, role=role, identity=identity,
-                                  taught=taught, heldout=heldout, settings=settings["gate"])
-            finally:
-                new.unload()
-        finally:
-            prev.unload()
+        engine = get_engine(new_rec.get("engine") or engine_name)
+        # one model at a time: the previous generation is asked first, then unloaded
+        checks = run_gate(lambda: minds_mod.load(prev_plan),
+                          lambda: engine.load(store.open_checked(new_rec)),
+                          name=name, role=role, identity=identity, taught=taught,
+                          heldout=heldout, settings=settings["gate"])
         ok = passed(checks)
         rows = [{"name": c.name, "value": round(float(c.value), 5),
                  "threshold": round(float(c.threshold), 5), "passed": bool(c.passed),
@@ -402,7 +423,7 @@ def end_empty_night(img, mind):
 
 
 def dream(img, minds=ORDER, *, store_dir, work_dir, reporter=None, cancel=None,
-          skip_unready=False) -> list:
+          skip_unready=False, ram=None) -> list:
     """Each mind's night in turn (Orai first); a list of outcomes (plain data).
 
     ``cancel`` (a threading.Event) stops it between steps, and inside training and
@@ -417,10 +438,11 @@ def dream(img, minds=ORDER, *, store_dir, work_dir, reporter=None, cancel=None,
             continue
         started = time.perf_counter()
         result = Night(img, mind, store_dir=store_dir, work_dir=work_dir,
-                       reporter=reporter, cancel=cancel).run()
-        if result.get("stop"):
+                       reporter=reporter, cancel=cancel, ram=ram).run()
+        if result.get("stop") and not result.get("fresh"):
             end_empty_night(img, mind)
-        out.append({"mind": mind, **{k: v for k, v in result.items() if k != "stop"},
+        out.append({"mind": mind, **{k: v for k, v in result.items()
+                                     if k not in ("stop", "fresh")},
                     "seconds": round(time.perf_counter() - started, 2)})
     return out
 

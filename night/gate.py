@@ -14,6 +14,7 @@ same prompts (no regression), so a small base model that misses a question
 is not blocked by it, but a night that breaks what worked is. The gate runs
 on the artefact that will serve (the Q8 runtime for Hermes).
 """
+import contextlib
 import dataclasses
 
 import numpy as np
@@ -72,18 +73,29 @@ def _overlap(a, b):
     return len(wa & wb) / len(wb) if wb else 0.0
 
 
-def heldout_kl(prev, new, identity, examples):
-    """Mean KL(prev || new) and the perplexity ratio new/prev on held-out answers."""
+def _score(model, identity, examples, prompts=None):
+    """Per example, the prompt and the model's log-probs of the answer (teacher forcing);
+    ``prompts`` (from the previous generation's pass) fixes which examples and prompts."""
     from mindhost.minds import messages
+    out = []
+    if prompts is None:
+        prompts = []
+        for msgs in examples:
+            answer = msgs[-1]["content"]
+            if model.count_tokens(answer):
+                prompts.append((model.chat_template(messages(identity, msgs[-2]["content"])),
+                                answer))
+    for prompt, answer in prompts:
+        _, chosen, dist = model.logprobs(prompt, answer, full=True)
+        out.append((chosen, dist))
+    return prompts, out
+
+
+def _compare(prev_scores, new_scores):
+    """Mean KL(prev || new) and the perplexity ratio new/prev over the scored answers."""
     from mindhost.quant_report import kl_and_agreement
     kls, lp_prev, lp_new = [], [], []
-    for msgs in examples:
-        prompt = prev.chat_template(messages(identity, msgs[-2]["content"]))
-        answer = msgs[-1]["content"]
-        if not prev.count_tokens(answer):
-            continue
-        _, c_prev, d_prev = prev.logprobs(prompt, answer, full=True)
-        _, c_new, d_new = new.logprobs(prompt, answer, full=True)
+    for (c_prev, d_prev), (c_new, d_new) in zip(prev_scores, new_scores):
         n = min(len(d_prev), len(d_new))
         kls.append(kl_and_agreement(d_prev[:n], d_new[:n])[0])
         lp_prev.append(c_prev[:n])
@@ -95,41 +107,75 @@ def heldout_kl(prev, new, identity, examples):
     return kl, ratio
 
 
+def heldout_kl(prev, new, identity, examples):
+    """Mean KL(prev || new) and the perplexity ratio new/prev on held-out answers."""
+    prompts, before = _score(prev, identity, examples)
+    return _compare(before, _score(new, identity, examples, prompts)[1])
+
+
+@contextlib.contextmanager
+def _using(model):
+    """A loaded model as is, or a loader called now and unloaded after."""
+    if not callable(model):
+        yield model
+        return
+    loaded = model()
+    try:
+        yield loaded
+    finally:
+        loaded.unload()
+
+
 def run_gate(prev, new, *, name, role, identity, taught=(), heldout=(), settings=None):
-    """Every check of ``new`` against ``prev``; ``taught`` and ``heldout`` are chat examples."""
+    """Every check of ``new`` against ``prev``; ``taught`` and ``heldout`` are chat examples.
+
+    ``prev`` and ``new`` are loaded models, or loaders (no-argument callables):
+    then the previous generation is loaded, asked and scored first and unloaded
+    before the new one loads, so the gate holds one model at a time (for Orai's
+    123B FP16 that is the difference between fitting and not)."""
     s = st.plain(st.check(GateSettings, settings, where="gate"))
-    checks, general = [], []
-    for label, prompts in (("identity", identity_prompts(name, role)), ("capability", CAPABILITY)):
-        before = _passes(prev, identity, prompts, s["max_tokens"])
-        after = _passes(new, identity, prompts, s["max_tokens"])
-        general += [[{"role": "user", "content": ask}, {"role": "assistant", "content": ans}]
-                    for ask, _, ans in before if ans.strip()]
-        lost = [f"{ask} (now: {ans1[:60]!r})" for (ask, ok0, _), (_, ok1, ans1) in
-                zip(before, after) if ok0 and not ok1]
-        n_after = sum(ok for _, ok, _ in after)
-        checks.append(Check(label, n_after, sum(ok for _, ok, _ in before), not lost,
-                            "lost: " + "; ".join(lost) if lost else f"{n_after}/{len(after)} pass"))
-    if taught:
-        scores = []
-        for msgs in taught[:8]:
-            for form in PARAPHRASES:
-                answer = new.generate(
-                    [{"role": "system", "content": identity},
-                     {"role": "user", "content": form.format(msgs[-2]["content"])}],
-                    max_tokens=s["max_tokens"])
-                scores.append(_overlap(answer, msgs[-1]["content"]))
-        value = float(np.mean(scores))
-        checks.append(Check("paraphrase", value, s["min_paraphrase"], value >= s["min_paraphrase"],
-                            f"mean word overlap with the taught answer over {len(scores)} asks"))
-    if general:
+    suites = (("identity", identity_prompts(name, role)), ("capability", CAPABILITY))
+    with _using(prev) as model:
+        before = {label: _passes(model, identity, prompts, s["max_tokens"])
+                  for label, prompts in suites}
+        general = [[{"role": "user", "content": ask}, {"role": "assistant", "content": ans}]
+                   for label, _ in suites for ask, _, ans in before[label] if ans.strip()]
         # drift where nothing was taught: the previous generation's own answers to the
         # gate's prompts, scored by both (a habit may change the first tokens, not the rest)
-        drift, _ = heldout_kl(prev, new, identity, general)
+        g_prompts, g_prev = _score(model, identity, general)
+        h_prompts, h_prev = _score(model, identity, heldout)
+    checks = []
+    with _using(new) as model:
+        for label, prompts in suites:
+            after = _passes(model, identity, prompts, s["max_tokens"])
+            lost = [f"{ask} (now: {ans1[:60]!r})" for (ask, ok0, _), (_, ok1, ans1) in
+                    zip(before[label], after) if ok0 and not ok1]
+            n_after = sum(ok for _, ok, _ in after)
+            checks.append(Check(label, n_after, sum(ok for _, ok, _ in before[label]), not lost,
+                                "lost: " + "; ".join(lost) if lost
+                                else f"{n_after}/{len(after)} pass"))
+        if taught:
+            scores = []
+            for msgs in taught[:8]:
+                for form in PARAPHRASES:
+                    answer = model.generate(
+                        [{"role": "system", "content": identity},
+                         {"role": "user", "content": form.format(msgs[-2]["content"])}],
+                        max_tokens=s["max_tokens"])
+                    scores.append(_overlap(answer, msgs[-1]["content"]))
+            value = float(np.mean(scores))
+            checks.append(Check("paraphrase", value, s["min_paraphrase"],
+                                value >= s["min_paraphrase"],
+                                f"mean word overlap with the taught answer over {len(scores)} asks"))
+        g_new = _score(model, identity, general, g_prompts)[1]
+        h_new = _score(model, identity, heldout, h_prompts)[1]
+    if general:
+        drift, _ = _compare(g_prev, g_new)
         checks.append(Check("drift_kl", drift, s["max_drift_kl"], drift <= s["max_drift_kl"],
                             "KL(previous || new) in nats on the previous generation's own "
                             f"answers to {len(general)} gate prompts"))
     if heldout:
-        kl, ratio = heldout_kl(prev, new, identity, heldout)
+        kl, ratio = _compare(h_prev, h_new)
         checks.append(Check("heldout_kl", kl, s["max_kl"], kl <= s["max_kl"],
                             f"KL(previous || new) in nats over {len(heldout)} held-out answers"))
         checks.append(Check("heldout_ppl_ratio", ratio, s["max_ppl_ratio"],

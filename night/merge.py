@@ -10,8 +10,11 @@ DIR``). Never merges into, or from, a quantized model.
 import dataclasses
 import json
 import logging
+import os
 import shutil
 import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from image.errors import ImageError
@@ -67,7 +70,8 @@ def _split(model: str):
     return path, (lora or None)
 
 
-def run_merge(config: dict, out_dir, cache_dir=None, progress=None, check=None) -> dict:
+def run_merge(config: dict, out_dir, cache_dir=None, progress=None, check=None,
+              workers=None) -> dict:
     """The night's TIES merge, streamed tensor by tensor; the YAML and command saved beside it.
 
     Each output tensor is mergekit's own TIES kernel (``merge_tensors``, the
@@ -77,7 +81,8 @@ def run_merge(config: dict, out_dir, cache_dir=None, progress=None, check=None) 
     materialised. Peak memory is a few tensors. ``cache_dir`` is where the
     mergekit CLI would keep its merged LoRA model (the rebuild command names
     it); ``progress(nbytes)`` after each tensor; ``check()`` between tensors
-    may raise to stop. Methods other than TIES run through ``run_mergekit``.
+    may raise to stop; ``workers`` tensors are merged at once (default: the cores, at
+    most 4). Methods other than TIES run through ``run_mergekit``.
     """
     if config.get("merge_method") != "ties":
         return run_mergekit(config, out_dir, cache_dir)
@@ -97,6 +102,7 @@ def run_merge(config: dict, out_dir, cache_dir=None, progress=None, check=None) 
     started = time.perf_counter()
     if out_dir.exists():
         shutil.rmtree(out_dir)              # a half-written merge from an interrupted night
+    writer = None
     try:
         anchor = Shards(config["base_model"])
         inputs = []
@@ -110,26 +116,46 @@ def run_merge(config: dict, out_dir, cache_dir=None, progress=None, check=None) 
                 raise MergeError(f"{shards.folder} does not match the anchor's tensors "
                                  f"({odd[0]}); merge models of one architecture")
         writer = ShardWriter(out_dir, [(n, dtype, anchor.shape(n)) for n in names])
+        ties = {"density": [float(p.get("density", 1.0)) for _, _, p in inputs],
+                "weight": [float(p["weight"]) for _, _, p in inputs],
+                "normalize": bool(params.get("normalize", True)),
+                "int8_mask": bool(params.get("int8_mask", False))}
         ids = list(range(len(inputs) + 1))
-        density = [float(p.get("density", 1.0)) for _, _, p in inputs]
-        weight = [float(p["weight"]) for _, _, p in inputs]
-        for name in names:
-            if check is not None:
-                check()
-            tensors = [anchor.get(name)] + [apply_delta(s.get(name), lo.delta(name) if lo else None)
-                                            for s, lo, _ in inputs]
-            merged = merge_tensors(tensors, "ties", ids=ids, base_index=0, name=name,
-                                   dtype=dtype, out_dtype=dtype, parameters={
-                                       "density": density, "weight": weight,
-                                       "normalize": bool(params.get("normalize", True)),
-                                       "int8_mask": bool(params.get("int8_mask", False))})
-            writer.write(name, merged)
-            if progress is not None:
-                progress(anchor.nbytes(name))
-            del tensors, merged
+
+        def kernel(name, tensors):
+            if all(torch.equal(t, tensors[0]) for t in tensors[1:]):
+                # every delta is zero (a weight no night has touched): TIES gives the
+                # base back exactly, whatever its sort would pick; skip the sort
+                return tensors[0].to(dtype)
+            return merge_tensors(tensors, "ties", ids=ids, base_index=0, name=name,
+                                 dtype=dtype, out_dtype=dtype, parameters=ties)
+        # reads and writes stay in this thread; the kernels (mergekit sorts each delta,
+        # most of the time) run on `workers` tensors at once, a large one alone
+        pending, at_once = deque(), workers or _workers()
+        big = BIG_TENSOR // max(1, len(inputs))
+        with ThreadPoolExecutor(at_once) as pool:
+            for name in names:
+                if check is not None:
+                    check()
+                tensors = [anchor.get(name)] + [
+                    apply_delta(s.get(name), lo.delta(name) if lo else None)
+                    for s, lo, _ in inputs]
+                alone = tensors[0].numel() > big
+                while pending and (alone or len(pending) >= at_once):
+                    _drain(pending, writer, progress, anchor)
+                pending.append((name, pool.submit(kernel, name, tensors)))
+                del tensors
+                if alone:
+                    _drain(pending, writer, progress, anchor)
+            while pending:
+                _drain(pending, writer, progress, anchor)
         writer.close()
+        writer = None
     except (TensorFileError, AdapterError, OSError) as e:
         raise MergeError(f"the merge into {out_dir} failed: {e}") from e
+    finally:
+        if writer is not None:
+            writer.abort()
     _finish_folder(config["base_model"], out_dir, config.get("dtype") or "float16")
     fix_rope_theta(out_dir)
     (out_dir / "mergekit.yml").write_text(text)
@@ -140,6 +166,20 @@ def run_merge(config: dict, out_dir, cache_dir=None, progress=None, check=None) 
              extra={"event": "merge", "seconds": seconds})
     return {"config": config, "yaml": text, "command": command, "seconds": seconds,
             "engine": "streamed"}
+
+
+BIG_TENSOR = 64 * 2**20       # elements: a kernel over more runs alone (it holds ~30 bytes each)
+
+
+def _drain(pending, writer, progress, anchor):
+    name, fut = pending.popleft()
+    writer.write(name, fut.result())
+    if progress is not None:
+        progress(anchor.nbytes(name))
+
+
+def _workers():
+    return max(1, min(4, os.cpu_count() or 1))
 
 
 def _check_inputs(config):

@@ -57,6 +57,7 @@ class TrainConfig:
     seed: int = 0
     base_dtype: str = st.choice("float16", ("float16", "bfloat16", "float32"))
     qlora: bool = False             # mlx only: train on a 4-bit copy (opt-in; the brief's trap)
+    grad_checkpoint: bool = False   # recompute each layer in backward: far fewer activations
 
     @classmethod
     def from_settings(cls, settings=None, *, where="training", **overrides):
@@ -164,6 +165,8 @@ def train_lora(master, data_dir, out_dir, cfg: TrainConfig, progress=None,
     model = get_peft_model(model, LoraConfig(
         r=cfg.rank, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout,
         target_modules=list(cfg.target_modules), task_type="CAUSAL_LM"))
+    if cfg.grad_checkpoint:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.learning_rate)
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id

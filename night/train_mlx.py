@@ -86,7 +86,7 @@ def train_mlx(master, data_dir, out_dir, cfg: TrainConfig, progress=None) -> dic
 
     args = TrainingArgs(batch_size=batch, iters=cfg.iters, val_batches=0,
                         steps_per_report=1, steps_per_eval=10**9, steps_per_save=10**9,
-                        max_seq_length=cfg.max_seq_len,
+                        max_seq_length=cfg.max_seq_len, grad_checkpoint=cfg.grad_checkpoint,
                         adapter_file=str(staging / "adapters.safetensors"))
     opt = optim.AdamW(learning_rate=cfg.learning_rate)
     with contextlib.redirect_stdout(io.StringIO()):     # mlx-lm draws its own progress

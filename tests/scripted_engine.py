@@ -4,9 +4,11 @@ Not registered: tests (and later the kernel's tests) build one with the
 answers they need. It honours the same interface as the real engines
 (``verifyObject`` checks it), so code written against it runs on them.
 Tokens are words; the vocabulary grows as words are seen; log-probabilities
-are uniform over it.
+are uniform over a fixed width (a real vocabulary does not grow between calls).
 """
 from mindhost.engines.base import EngineBase, LoadedBase
+
+WIDTH = 4096
 
 
 class ScriptError(AssertionError):
@@ -46,7 +48,7 @@ class ScriptedModel(LoadedBase):
         return text + ("<|assistant|>\n" if add_generation_prompt else "")
 
     def _encode(self, text):
-        return [self.vocab.setdefault(w, len(self.vocab)) for w in text.split()]
+        return [self.vocab.setdefault(w, len(self.vocab) % WIDTH) for w in text.split()]
 
     def _next_answer(self, text):
         if callable(self.answers):
@@ -67,7 +69,7 @@ class ScriptedModel(LoadedBase):
 
     def _logits(self, ids):
         import numpy as np
-        return np.zeros((len(ids), max(len(self.vocab), 1)), dtype=np.float32)
+        return np.zeros((len(ids), WIDTH), dtype=np.float32)
 
     def memory_bytes(self):
         return 0

@@ -44,3 +44,23 @@ def test_bench_methods_quick_prints_ratios():
     assert proc.returncode == 0, proc.stderr
     last = proc.stdout.strip().splitlines()[-1]
     assert last.startswith("ratios: isolated call p50") and "in process" in last
+
+
+def test_bench_scale_streamed_steps_print_their_peaks(tmp_path):
+    proc = subprocess.run([sys.executable, "bench/scale.py", "--size", "0.1B", "--steps",
+                           "merge,fuse,requantize", "--work", str(tmp_path)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout
+    assert "merge / disk floor" in out and "requantize" in out
+    assert out.strip().splitlines()[-1].startswith("worst peak ratio: ")
+
+
+def test_the_cuda_check_says_plainly_when_there_is_no_gpu():
+    import torch
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is here: bench/device.sh checks it for real")
+    import os
+    proc = subprocess.run(["bash", "bench/device.sh"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300, env={**os.environ, "PYTHON": sys.executable})
+    assert proc.returncode == 2 and "no CUDA device visible" in proc.stdout

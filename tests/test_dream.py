@@ -143,6 +143,22 @@ def test_a_training_with_nothing_sound_to_learn_stops_the_night_and_says_why(
     assert not (loc / "dream" / "hermes" / "gen-1").exists()
 
 
+def test_a_night_that_will_not_fit_this_machine_is_refused_before_any_step(
+        tmp_path, tiny_llama, embedder):
+    loc, models = make_image(tmp_path, tiny_llama, embedder)
+    with open_image(loc) as img:
+        out = dream(img, ["hermes"], store_dir=models, work_dir=loc / "dream", ram=2**30)
+        assert out[0]["outcome"] == "does not fit"
+        assert "hermes's night will not fit: train needs" in out[0]["reason"]
+        assert "GB short" in out[0]["reason"]
+        with img.view() as root:
+            h = root["hermes"]
+            night = next(iter(h.nights.values()))
+            assert night["outcome"] == "does not fit" and night["step"] == "train"
+            assert h.generation == 0 and h.night is None
+    assert not (loc / "dream").exists()
+
+
 def test_the_mlx_night_trains_merges_quantizes_and_promotes_with_mlx_lm(
         tmp_path, tiny_llama, embedder):
     pytest.importorskip("mlx_lm")

@@ -56,3 +56,22 @@ def test_paraphrase_robustness_of_a_taught_habit():
     bad = by_name(run_gate(habit, forgot, name="hermes", role="majordomo", identity="x",
                            taught=taught))
     assert not bad["paraphrase"].passed and bad["paraphrase"].value == 0.0
+
+
+def test_given_loaders_the_gate_holds_one_generation_at_a_time():
+    held, events = [], []
+    engine = ScriptedEngine(lambda text: "At your service, sir. Paris, five, blue, seven.")
+
+    def loader(label):
+        def load():
+            assert not held, f"{label} loaded while {held} is still held"
+            model = engine.load()
+            held.append(label)
+            events.append(f"load {label}")
+            model.unload = lambda: (held.remove(label), events.append(f"unload {label}"))
+            return model
+        return load
+    checks = by_name(run_gate(loader("previous"), loader("new"), name="hermes",
+                              role="majordomo", identity="x", heldout=HELDOUT))
+    assert events == ["load previous", "unload previous", "load new", "unload new"]
+    assert checks["heldout_kl"].value == pytest.approx(0.0) and passed(checks.values())

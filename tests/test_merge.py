@@ -74,3 +74,85 @@ def test_merge_refuses_quantized_models_and_bad_settings(tiny_llama, adapter, tm
     assert not (tmp_path / "out").exists()
     with pytest.raises(SettingsError, match="merge has bad settings: unknown setting 'denisty'"):
         merge_config(tiny_llama, tiny_llama, adapter, {"denisty": 0.5})
+
+
+def _mergekit_equal(ours, theirs):
+    a, b = tensors(ours), tensors(theirs)
+    assert a.keys() == b.keys()
+    unequal = [k for k in a if not torch_equal(a[k], b[k])]
+    assert not unequal, f"{len(unequal)} tensors differ from mergekit's, e.g. {unequal[:3]}"
+
+
+def torch_equal(x, y):
+    import torch
+    return x.dtype == y.dtype and torch.equal(x, y)
+
+
+def test_the_streamed_merge_equals_mergekit_tensor_for_tensor(tiny_llama, adapter, tmp_path):
+    """Generation 1 (master = anchor) and a later one (a master of its own, every weight
+    moved), against mergekit's whole pipeline on the same configuration."""
+    import torch
+    from safetensors.torch import save_file
+
+    from night.merge import run_mergekit
+    moved = tmp_path / "gen-k"
+    shutil.copytree(tiny_llama, moved)
+    torch.manual_seed(3)
+    save_file({k: (v.float() + torch.randn_like(v.float()) * 1e-3).to(v.dtype)
+               for k, v in tensors(tiny_llama).items()}, moved / "model.safetensors",
+              metadata={"format": "pt"})
+    for master in (tiny_llama, moved):
+        cfg = merge_config(tiny_llama, master, adapter, {"density": 0.4, "weight": 0.7})
+        ours = run_merge(cfg, tmp_path / "ours", workers=2)
+        assert ours["engine"] == "streamed"
+        run_mergekit(cfg, tmp_path / "theirs", tmp_path / "cache")
+        _mergekit_equal(tmp_path / "ours", tmp_path / "theirs")
+        assert json.loads((tmp_path / "ours" / "config.json").read_text()) == \
+            json.loads((tmp_path / "theirs" / "config.json").read_text())
+        shutil.rmtree(tmp_path / "cache")
+
+
+def test_the_streamed_fuse_equals_peft_merge_and_unload(tiny_llama, adapter, tmp_path):
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from night.merge import fuse_adapter
+    fuse_adapter(tiny_llama, adapter, tmp_path / "fused")
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama, dtype=torch.float32)
+    ref = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload().to(torch.float16)
+    ours, expected = tensors(tmp_path / "fused"), ref.state_dict()
+    assert set(ours) <= set(expected) and set(expected) - set(ours) <= {"lm_head.weight"}
+    assert all(torch_equal(ours[k], expected[k]) for k in ours)     # the head is tied
+    assert AutoModelForCausalLM.from_pretrained(tmp_path / "fused") is not None
+
+
+def test_a_merge_stops_between_tensors_and_leaves_nothing_half_written(tiny_llama, adapter,
+                                                                       tmp_path):
+    class Stop(Exception):
+        pass
+    seen = []
+
+    def check():
+        seen.append(1)
+        if len(seen) == 5:
+            raise Stop
+    with pytest.raises(Stop):
+        run_merge(merge_config(tiny_llama, tiny_llama, adapter), tmp_path / "out",
+                  check=check)
+    # the night stages merges: the next run replaces the folder whole
+    run_merge(merge_config(tiny_llama, tiny_llama, adapter), tmp_path / "out")
+    assert (tmp_path / "out" / "mergekit.yml").exists() and len(tensors(tmp_path / "out")) > 5
+
+
+def test_a_corrupt_shard_or_adapter_is_a_clear_merge_error(tiny_llama, adapter, tmp_path):
+    bad = tmp_path / "bad"
+    shutil.copytree(tiny_llama, bad)
+    (bad / "model.safetensors").write_bytes(b"\x05\x00")
+    with pytest.raises(MergeError, match="not a readable safetensors file"):
+        run_merge(merge_config(tiny_llama, bad, adapter), tmp_path / "out")
+    broken = tmp_path / "adapter"
+    shutil.copytree(adapter, broken)
+    (broken / "adapter_config.json").write_text("{")
+    with pytest.raises(MergeError, match="is not a LoRA adapter folder"):
+        run_merge(merge_config(tiny_llama, tiny_llama, broken), tmp_path / "out")

@@ -102,3 +102,40 @@ def test_cli_plan():
     assert proc.returncode == 1 and "does not fit" in proc.stdout
     proc = run_batos("plan", "--orai", "gpt-9")
     assert proc.returncode == 2 and "unknown model 'gpt-9'" in proc.stderr
+
+
+def test_the_night_is_planned_step_by_step_and_a_night_that_cannot_fit_is_refused():
+    from mindhost.budget import GB, night_plan, night_steps
+    owner = night_plan("mistral-large-2:fp16", "hermes-4-70b:q8", ram=512 * 2**30,
+                       engine="mlx")
+    assert owner["fits"] and set(owner["minds"]["hermes"]["steps"]) == {
+        "train", "merge", "requantize", "gate"}
+    assert set(owner["minds"]["orai"]["steps"]) == {"train", "fuse", "gate"}
+    hermes = owner["minds"]["hermes"]["steps"]
+    # streamed steps hold a few tensors; training holds the FP16 base, the gate one runtime
+    fp16 = PRESETS["hermes-4-70b"].params() * 2
+    assert hermes["merge"] < 0.1 * fp16 and hermes["requantize"] < 0.1 * fp16
+    assert fp16 < hermes["train"] < 2.5 * fp16
+    assert 0.5 * fp16 < hermes["gate"] < 0.65 * fp16
+    # a longer sequence costs more; QLoRA less; the torch engine on a CPU computes FP16 in fp32
+    s = PRESETS["hermes-4-70b"]
+    assert night_steps(s, training={"max_seq_len": 2048})["train"] > hermes["train"]
+    qlora = night_steps(s, training={"qlora": True}, engine="mlx")["train"]
+    assert hermes["train"] - qlora == pytest.approx(s.params() * (16 - 4.5) / 8)
+    checkpointed = night_steps(s, training={"grad_checkpoint": True}, engine="mlx")["train"]
+    assert fp16 < checkpointed < 1.15 * fp16 < hermes["train"]
+    assert night_steps(s, gate_precision="fp16", engine="torch")["gate"] > 2 * fp16
+    small = night_plan("mistral-large-2:fp16", "hermes-4-70b:q8", ram=256 * 2**30,
+                       engine="mlx")
+    assert not small["fits"]
+    first = small["refused"][0]
+    assert first["mind"] == "orai" and first["step"] == "train" and first["short_bytes"] > 0
+    assert first["needs_bytes"] - first["short_bytes"] == pytest.approx(small["room_bytes"])
+    assert small["room_bytes"] < 256 * 2**30 - 25 * GB
+
+
+def test_batos_plan_prints_the_night_and_refuses_what_does_not_fit():
+    ok = run_batos("plan", "--ram", "512G", "--engine", "mlx", check=True)
+    assert "the night, one step at a time" in ok.stdout and "every night step fits" in ok.stdout
+    bad = run_batos("plan", "--ram", "300G", "--engine", "mlx")
+    assert bad.returncode == 1 and "train does not fit" in bad.stdout

@@ -63,3 +63,20 @@ def test_bad_sets_and_settings_are_clear_errors(tiny_llama, tmp_path):
     data = write_set(tmp_path / "set")
     with pytest.raises(TrainingError, match="no module"):
         train_lora(tiny_llama, data, tmp_path / "a", TrainConfig(iters=1, target_modules=("c_attn",)))
+
+
+def test_gradient_checkpointing_trains_the_same_adapter(tiny_llama, tmp_path):
+    data = write_set(tmp_path / "set")
+    cfg = dict(iters=3, batch_size=2, learning_rate=1e-2, rank=4, alpha=8, dropout=0.0)
+    plain = train_lora(tiny_llama, data, tmp_path / "a", TrainConfig(**cfg))
+    ckpt = train_lora(tiny_llama, data, tmp_path / "b", TrainConfig(**cfg, grad_checkpoint=True))
+    assert ckpt["loss"] == pytest.approx(plain["loss"], rel=1e-4)
+
+
+def test_training_on_the_fp16_master_computes_as_float32_does(tiny_llama, tmp_path):
+    """The base stays in half precision (half the memory) and gives float32's losses."""
+    data = write_set(tmp_path / "set")
+    cfg = dict(iters=3, batch_size=2, learning_rate=1e-2, rank=4, alpha=8, dropout=0.0)
+    half = train_lora(tiny_llama, data, tmp_path / "a", TrainConfig(**cfg))
+    full = train_lora(tiny_llama, data, tmp_path / "b", TrainConfig(**cfg, base_dtype="float32"))
+    assert half["loss"] == pytest.approx(full["loss"], rel=1e-4)

@@ -22,11 +22,16 @@ QUANT_METHOD = "batos-int8"
 SCALE = ".scale"
 
 
-def quantize_rows(w: torch.Tensor):
-    """int8 weights and float32 per-row scales, symmetric."""
-    w = w.float()
-    scale = (w.abs().amax(dim=1) / 127.0).clamp(min=1e-10)
-    q = torch.round(w / scale[:, None]).clamp(-127, 127).to(torch.int8)
+def quantize_rows(w: torch.Tensor, chunk=4096):
+    """int8 weights and float32 per-row scales, symmetric; ``chunk`` rows at a time (each
+    row is its own, so the result is the same and the float32 copies stay small)."""
+    q = torch.empty(w.shape, dtype=torch.int8)
+    scale = torch.empty(w.shape[0], dtype=torch.float32)
+    for i in range(0, w.shape[0], chunk):
+        rows = w[i:i + chunk].float()
+        s = (rows.abs().amax(dim=1) / 127.0).clamp(min=1e-10)
+        q[i:i + chunk] = torch.round(rows / s[:, None]).clamp(-127, 127).to(torch.int8)
+        scale[i:i + chunk] = s
     return q, scale
 
 
