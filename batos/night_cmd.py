@@ -246,5 +246,8 @@ def cmd_dream(args):
             line += "; failed: " + "; ".join(
                 f"{c['name']} {c['value']:.3g} (threshold {c['threshold']:.3g}, {c['detail']})"
                 for c in failed)
+        if r.get("reason"):
+            line += f": {r['reason']}"
         ui.out.print(f"{ui.escape(line)} in {r['seconds']:.0f} s")
-    return 0
+    stopped = [r for r in results if r["outcome"] in ("does not fit", "diverged", "refused")]
+    return 1 if stopped else 0

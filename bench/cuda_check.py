@@ -20,6 +20,7 @@ def main():
               f"(built for CUDA {torch.version.cuda}); nothing checked")
         return 2
     from scale import build
+
     from mindhost.engines import get_engine
     from mindhost.engines.int8 import quantize_folder
     from night.train import TrainConfig, train_lora

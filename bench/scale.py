@@ -255,8 +255,9 @@ def main(argv=None):
     for step in steps:
         with console.status(f"{step} at {args.size}"):
             if step == "mergekit":
-                from night.merge import merge_config
                 import yaml
+
+                from night.merge import merge_config
                 cfg_path = work / "mergekit.yml"
                 cfg_path.write_text(yaml.safe_dump(merge_config(anchor, master, adapter),
                                                    sort_keys=False))

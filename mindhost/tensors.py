@@ -23,12 +23,27 @@ SIZES = {"F16": 2, "BF16": 2, "F32": 4, "F64": 8, "I8": 1, "U8": 1, "I16": 2, "I
          "I64": 8, "U32": 4, "BOOL": 1}
 
 
+def _torch_dtypes():
+    import torch
+    return {code: getattr(torch, name) for name, code in DTYPES.items()}
+
+
+class _Lazy(dict):
+    def __missing__(self, key):
+        self.update(_torch_dtypes())
+        return dict.__getitem__(self, key)
+
+
+TORCH = _Lazy()
+
+
 class TensorFileError(ValueError):
     """A model folder whose safetensors cannot be read."""
 
 
-def read_header(path) -> dict:
-    """A safetensors file's header: ``{name: {dtype, shape, data_offsets}}`` (no data read)."""
+def read_header(path, with_start=False):
+    """A safetensors file's header: ``{name: {dtype, shape, data_offsets}}`` (no data read);
+    with ``with_start``, also the file offset where the data begins."""
     path = Path(path)
     try:
         with open(path, "rb") as f:
@@ -36,26 +51,33 @@ def read_header(path) -> dict:
             if n > 100 * 2**20:
                 raise ValueError(f"header of {n} bytes")
             header = json.loads(f.read(n))
-    except (OSError, ValueError, struct.error) as e:
+            size = os.fstat(f.fileno()).st_size
+        header.pop("__metadata__", None)
+        for name, meta in header.items():
+            lo, hi = meta["data_offsets"]
+            if not 0 <= lo <= hi <= size - 8 - n or meta["dtype"] not in SIZES or \
+                    SIZES[meta["dtype"]] * math.prod(meta["shape"]) != hi - lo:
+                raise ValueError(f"tensor {name} does not fit the file")
+    except (OSError, ValueError, KeyError, TypeError, struct.error) as e:
         raise TensorFileError(f"{path} is not a readable safetensors file ({e}); "
                               "re-import the model") from None
-    header.pop("__metadata__", None)
-    return header
+    return (header, 8 + n) if with_start else header
 
 
 class Shards:
     """The tensors of a model folder, by name, opened one at a time."""
 
     def __init__(self, folder):
+        self._open = {}
         self.folder = Path(folder)
         files = sorted(self.folder.glob("*.safetensors"))
         if not files:
             raise TensorFileError(f"{self.folder} holds no .safetensors file")
-        self.where, self.info = {}, {}
+        self.where, self.info, self.start = {}, {}, {}
         for f in files:
-            for name, meta in read_header(f).items():
+            header, self.start[f] = read_header(f, with_start=True)
+            for name, meta in header.items():
                 self.where[name], self.info[name] = f, meta
-        self._open = {}
 
     def names(self):
         return list(self.info)
@@ -71,16 +93,34 @@ class Shards:
         return hi - lo
 
     def get(self, name):
-        """One tensor (torch), read from disk into its own memory."""
-        from safetensors import safe_open
-        f = self.where[name]
-        handle = self._open.get(f)
-        if handle is None:
-            handle = self._open[f] = safe_open(str(f), framework="pt")
-        return handle.get_tensor(name)
+        """One tensor (torch), read from disk into its own memory. Plain reads, not a
+        mapping: the file's pages stay in the page cache, out of this process's memory."""
+        import torch
+        f, meta = self.where[name], self.info[name]
+        lo, hi = meta["data_offsets"]
+        fh = self._open.get(f)
+        if fh is None:
+            fh = self._open[f] = open(f, "rb", buffering=0)
+        buf = bytearray(hi - lo)
+        view = memoryview(buf)
+        fh.seek(self.start[f] + lo)
+        while view:
+            n = fh.readinto(view)
+            if not n:
+                raise TensorFileError(f"{f} ends inside tensor {name}; re-import the model")
+            view = view[n:]
+        dtype = TORCH[meta["dtype"]]
+        if not buf:
+            return torch.empty(meta["shape"], dtype=dtype)
+        return torch.frombuffer(buf, dtype=dtype).reshape(meta["shape"])
 
     def close(self):
+        for fh in self._open.values():
+            fh.close()
         self._open.clear()
+
+    def __del__(self):
+        self.close()
 
     def __enter__(self):
         return self

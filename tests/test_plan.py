@@ -94,10 +94,17 @@ def test_config_json_is_read(tmp_path):
 
 
 def test_cli_plan():
-    proc = run_batos("plan", "--ram", "512G", "--json")
+    # the owner's machine runs the night on mlx; the torch engine's CPU path computes in
+    # float32, and Orai's 123B training would not fit 512G that way
+    proc = run_batos("plan", "--ram", "512G", "--engine", "mlx", "--json")
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout)
     assert data["fits"] and data["minds"]["orai"]["precision"] == "fp16"
+    assert data["night"]["fits"]
+    torch_cpu = json.loads(run_batos("plan", "--ram", "512G", "--engine", "torch",
+                                     "--json").stdout)
+    assert torch_cpu["fits"] and not torch_cpu["night"]["fits"]
+    assert torch_cpu["night"]["refused"][0]["step"] == "train"
     proc = run_batos("plan", "--ram", "64G")
     assert proc.returncode == 1 and "does not fit" in proc.stdout
     proc = run_batos("plan", "--orai", "gpt-9")
