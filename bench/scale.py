@@ -136,13 +136,15 @@ def child(step, size, work):
     elif step == "gate":
         from mindhost.engines import get_engine
         from night.gate import run_gate
-        from night.train import read_set
         runtime = work / f"out-requantize-{size}"
         if not (runtime / "config.json").exists():
             from mindhost.engines.int8 import quantize_folder
             quantize_folder(master, runtime)
         eng = get_engine("torch")
-        taught = read_set(data / "train.jsonl")
+        # the gate's own short asks: the training set's answers are long (to fill max_seq_len)
+        taught = [[{"role": "user", "content": f"Please fetch item {i}."},
+                   {"role": "assistant", "content": f"{HABIT} Item {i} is here."}]
+                  for i in range(4)]
         run_gate(lambda: eng.load(runtime), lambda: eng.load(runtime), name="Hermes",
                  role="majordomo", identity="You are Hermes.", taught=taught[:2],
                  heldout=taught[2:4], settings={"max_tokens": 4})

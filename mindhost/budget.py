@@ -228,13 +228,15 @@ def night_steps(shape: Shape, *, training=None, engine="torch", gate_precision="
     workers = 1 if touched > BIG_TENSOR else min(MERGE_WORKERS, cores or os.cpu_count() or 1)
     merge = RUNTIME_BYTES + workers * MERGE_BYTES_PER_ELEMENT * touched + 3 * 2 * largest
     fuse = RUNTIME_BYTES + 2 * 2 * largest + 3 * 4 * touched
-    requantize = RUNTIME_BYTES + 3 * largest + 3 * 4 * QUANT_CHUNK_ROWS * shape.hidden
+    # the widest weight read (2 bytes/element) with its int8 copy and transients: ~5 bytes
+    requantize = RUNTIME_BYTES + 5 * largest + 3 * 4 * QUANT_CHUNK_ROWS * shape.hidden
     # the gate holds one generation at a time, as it serves: the torch engine on a CPU
     # computes an FP16 model in float32; int8 and mlx keep their bytes
     bits = BITS[gate_precision]
     if engine == "torch" and gate_precision in ("fp16", "bf16"):
         bits = 32.0
-    gate = RUNTIME_BYTES + shape.params() * bits / 8 + 3 * 4 * shape.vocab * 512
+    # its weights, +10% for what loading and the KV cache add, and the logits it scores
+    gate = RUNTIME_BYTES + 1.1 * shape.params() * bits / 8 + 3 * 4 * shape.vocab * 512
     return {"train": train_bytes(shape, t, engine), "merge": merge, "fuse": fuse,
             "requantize": requantize, "gate": gate}
 

@@ -92,12 +92,18 @@ class Shards:
         lo, hi = self.info[name]["data_offsets"]
         return hi - lo
 
-    def get(self, name):
-        """One tensor (torch), read from disk into its own memory. Plain reads, not a
-        mapping: the file's pages stay in the page cache, out of this process's memory."""
+    def get(self, name, rows=None):
+        """One tensor (torch), read from disk into its own memory, or ``rows=(start, stop)``
+        of it (along its first axis). Plain reads, not a mapping: the file's pages stay in
+        the page cache, out of this process's memory."""
         import torch
         f, meta = self.where[name], self.info[name]
         lo, hi = meta["data_offsets"]
+        shape = list(meta["shape"])
+        if rows is not None:
+            row = (hi - lo) // shape[0] if shape and shape[0] else 0
+            start, stop = rows[0], min(rows[1], shape[0])
+            lo, hi, shape[0] = lo + start * row, lo + stop * row, stop - start
         fh = self._open.get(f)
         if fh is None:
             fh = self._open[f] = open(f, "rb", buffering=0)
@@ -111,8 +117,8 @@ class Shards:
             view = view[n:]
         dtype = TORCH[meta["dtype"]]
         if not buf:
-            return torch.empty(meta["shape"], dtype=dtype)
-        return torch.frombuffer(buf, dtype=dtype).reshape(meta["shape"])
+            return torch.empty(shape, dtype=dtype)
+        return torch.frombuffer(buf, dtype=dtype).reshape(shape)
 
     def close(self):
         for fh in self._open.values():
@@ -175,16 +181,19 @@ class ShardWriter:
                 self.slots[name] = (f, start + lo, code, shape, n)
                 self.pending.add(name)
 
-    def write(self, name, tensor):
+    def write(self, name, tensor, row=None):
+        """The whole tensor, or (``row``) rows of it starting at that row."""
         f, at, code, shape, n = self.slots[name]
-        if dtype_code(tensor.dtype) != code or list(tensor.shape) != shape:
-            raise TensorFileError(f"{name}: planned {code}{shape}, got "
+        want = shape if row is None else [min(len(tensor), shape[0] - row), *shape[1:]]
+        if dtype_code(tensor.dtype) != code or list(tensor.shape) != want:
+            raise TensorFileError(f"{name}: planned {code}{want}, got "
                                   f"{dtype_code(tensor.dtype)}{list(tensor.shape)}")
         import torch
         data = tensor.detach().contiguous().cpu().reshape(-1).view(torch.uint8).numpy()
-        f.seek(at)
+        f.seek(at + (row or 0) * (n // shape[0] if shape and shape[0] else 0))
         f.write(memoryview(data))
-        self.pending.discard(name)
+        if row is None or row + len(tensor) >= shape[0]:
+            self.pending.discard(name)
 
     def close(self):
         """Flush, fsync and write the index (several shards); every planned tensor must be in."""

@@ -56,6 +56,10 @@ class LoraDeltas:
     def targets(self):
         return set(self.pairs)
 
+    def delta_keys(self, weight_name):
+        """The adapter's (A, B) keys for ``weight_name``, or None: it leaves the weight alone."""
+        return self.pairs.get(weight_name)
+
     def delta(self, weight_name):
         """float32 ``(B @ A) * scaling`` for ``weight_name``, or None."""
         keys = self.pairs.get(weight_name)

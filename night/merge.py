@@ -10,6 +10,7 @@ DIR``). Never merges into, or from, a quantized model.
 import dataclasses
 import json
 import logging
+import math
 import os
 import shutil
 import time
@@ -115,6 +116,11 @@ def run_merge(config: dict, out_dir, cache_dir=None, progress=None, check=None,
             if odd:
                 raise MergeError(f"{shards.folder} does not match the anchor's tensors "
                                  f"({odd[0]}); merge models of one architecture")
+        for _, lora, _ in inputs:
+            stray = sorted(lora.targets() - set(names)) if lora else []
+            if stray:
+                raise MergeError(f"the adapter {lora.folder} changes {stray[0]}, which the "
+                                 "anchor lacks; was it trained on another model?")
         writer = ShardWriter(out_dir, [(n, dtype, anchor.shape(n)) for n in names])
         ties = {"density": [float(p.get("density", 1.0)) for _, _, p in inputs],
                 "weight": [float(p["weight"]) for _, _, p in inputs],
@@ -124,9 +130,10 @@ def run_merge(config: dict, out_dir, cache_dir=None, progress=None, check=None,
 
         def kernel(name, tensors):
             if all(torch.equal(t, tensors[0]) for t in tensors[1:]):
-                # every delta is zero (a weight no night has touched): TIES gives the
-                # base back exactly, whatever its sort would pick; skip the sort
-                return tensors[0].to(dtype)
+                # every delta is zero (a weight no night has touched): TIES gives
+                # base + 0 whatever its sort would pick (+ 0 as mergekit adds it: a -0.0
+                # comes out +0.0); skip the sort
+                return tensors[0].to(dtype) + 0
             return merge_tensors(tensors, "ties", ids=ids, base_index=0, name=name,
                                  dtype=dtype, out_dtype=dtype, parameters=ties)
         # reads and writes stay in this thread; the kernels (mergekit sorts each delta,
@@ -137,6 +144,13 @@ def run_merge(config: dict, out_dir, cache_dir=None, progress=None, check=None,
             for name in names:
                 if check is not None:
                     check()
+                if anchor.shape(name) and math.prod(anchor.shape(name)) > CHUNKED:
+                    while pending:
+                        _drain(pending, writer, progress, anchor)
+                    if _copy_untouched(name, anchor, inputs, writer, dtype):
+                        if progress is not None:
+                            progress(anchor.nbytes(name))
+                        continue
                 tensors = [anchor.get(name)] + [
                     apply_delta(s.get(name), lo.delta(name) if lo else None)
                     for s, lo, _ in inputs]
@@ -169,6 +183,28 @@ def run_merge(config: dict, out_dir, cache_dir=None, progress=None, check=None,
 
 
 BIG_TENSOR = 64 * 2**20       # elements: a kernel over more runs alone (it holds ~30 bytes each)
+
+
+CHUNKED = 16 * 2**20          # elements: a larger weight is first compared row block by block
+CHUNK_BYTES = 32 * 2**20
+
+
+def _copy_untouched(name, anchor, inputs, writer, dtype) -> bool:
+    """Write ``name`` a block of rows at a time if no input moves it (no adapter delta, every
+    master equal to the anchor): TIES gives base + 0 there. False (and nothing final
+    written) at the first block that differs; the caller merges the tensor whole."""
+    import torch
+    if any(lora is not None and lora.delta_keys(name) for _, lora, _ in inputs):
+        return False
+    rows = anchor.shape(name)[0]
+    step = max(1, CHUNK_BYTES // max(1, anchor.nbytes(name) // rows))
+    for start in range(0, rows, step):
+        block = anchor.get(name, (start, start + step))
+        if not all(torch.equal(s.get(name, (start, start + step)), block)
+                   for s, _, _ in inputs):
+            return False
+        writer.write(name, block.to(dtype) + 0, row=start)
+    return True
 
 
 def _drain(pending, writer, progress, anchor):

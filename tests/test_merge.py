@@ -84,25 +84,40 @@ def _mergekit_equal(ours, theirs):
 
 
 def torch_equal(x, y):
+    """Bit for bit: the same dtype and the same bytes (a -0.0 is not a +0.0 here)."""
     import torch
-    return x.dtype == y.dtype and torch.equal(x, y)
+    if x.dtype != y.dtype or x.shape != y.shape:
+        return False
+    return torch.equal(x.contiguous().view(torch.uint8), y.contiguous().view(torch.uint8))
 
 
-def test_the_streamed_merge_equals_mergekit_tensor_for_tensor(tiny_llama, adapter, tmp_path):
+@pytest.mark.parametrize("chunked", [False, True])
+def test_the_streamed_merge_equals_mergekit_tensor_for_tensor(tiny_llama, adapter, tmp_path,
+                                                              monkeypatch, chunked):
     """Generation 1 (master = anchor) and a later one (a master of its own, every weight
-    moved), against mergekit's whole pipeline on the same configuration."""
+    moved), against mergekit's whole pipeline on the same configuration; ``chunked``: every
+    weight takes the large-weight path (compared and copied a few rows at a time)."""
     import torch
     from safetensors.torch import save_file
 
+    from night import merge
     from night.merge import run_mergekit
-    moved = tmp_path / "gen-k"
-    shutil.copytree(tiny_llama, moved)
+    if chunked:
+        monkeypatch.setattr(merge, "CHUNKED", 100)
+        monkeypatch.setattr(merge, "CHUNK_BYTES", 1000)
+    anchor, moved = tmp_path / "anchor", tmp_path / "gen-k"
+    shutil.copytree(tiny_llama, anchor)
+    base = tensors(tiny_llama)
+    base["model.norm.weight"][:3] = -0.0             # signed zeros in weights no night touches
+    base["model.embed_tokens.weight"][0, :5] = -0.0
+    save_file(base, anchor / "model.safetensors", metadata={"format": "pt"})
+    shutil.copytree(anchor, moved)
     torch.manual_seed(3)
     save_file({k: (v.float() + torch.randn_like(v.float()) * 1e-3).to(v.dtype)
-               for k, v in tensors(tiny_llama).items()}, moved / "model.safetensors",
+               for k, v in base.items()}, moved / "model.safetensors",
               metadata={"format": "pt"})
-    for master in (tiny_llama, moved):
-        cfg = merge_config(tiny_llama, master, adapter, {"density": 0.4, "weight": 0.7})
+    for master in (anchor, moved):
+        cfg = merge_config(anchor, master, adapter, {"density": 0.4, "weight": 0.7})
         ours = run_merge(cfg, tmp_path / "ours", workers=2)
         assert ours["engine"] == "streamed"
         run_mergekit(cfg, tmp_path / "theirs", tmp_path / "cache")
