@@ -318,7 +318,7 @@ class Night:
         master, anchor, settings = ctx["master"], ctx["anchor"], ctx["settings"]
         n, merged = night["generation"], self.dir / "merged"
         adapter = self.dir / "adapter"
-        progress = self._progress("merge", master["size"], 0.5)
+        progress = self._progress("merge", master["size"], 0)     # the fault hook: in the import
         check = (lambda: self.check_cancel("in merge"))
         if self.mind == "orai":
             info = fuse_adapter(store.open_checked(master), adapter, merged, progress, check)

@@ -155,7 +155,7 @@ def test_a_night_that_will_not_fit_this_machine_is_refused_before_any_step(
             h = root["hermes"]
             night = next(iter(h.nights.values()))
             assert night["outcome"] == "does not fit" and night["step"] == "train"
-            assert h.generation == 0 and h.night is None
+            assert h.generation == 0 and h.lookup("night", None) is None
     assert not (loc / "dream").exists()
 
 
