@@ -91,7 +91,6 @@ def run_merge(config: dict, out_dir, cache_dir=None, progress=None, check=None,
     import yaml
     from mergekit.merge_methods.api import merge_tensors
 
-    from mindhost.engines.convert import fix_rope_theta
     from mindhost.tensors import Shards, ShardWriter, TensorFileError
 
     from .adapters import AdapterError, LoraDeltas, apply_delta
@@ -171,15 +170,7 @@ def run_merge(config: dict, out_dir, cache_dir=None, progress=None, check=None,
         if writer is not None:
             writer.abort()
     _finish_folder(config["base_model"], out_dir, config.get("dtype") or "float16")
-    fix_rope_theta(out_dir)
-    (out_dir / "mergekit.yml").write_text(text)
-    cache = cache_dir or "CACHE"
-    command = f"mergekit-yaml mergekit.yml OUT --lora-merge-cache {cache}"
-    seconds = round(time.perf_counter() - started, 2)
-    log.info("merged into %s in %.1f s (streamed TIES)", out_dir, seconds,
-             extra={"event": "merge", "seconds": seconds})
-    return {"config": config, "yaml": text, "command": command, "seconds": seconds,
-            "engine": "streamed"}
+    return _finished(out_dir, config, text, cache_dir or "CACHE", started, "streamed")
 
 
 BIG_TENSOR = 64 * 2**20       # elements: a kernel over more runs alone (it holds ~30 bytes each)
@@ -242,7 +233,6 @@ def run_mergekit(config: dict, out_dir, cache_dir) -> dict:
     from mergekit.options import MergeOptions
 
     from mindhost.engines import quiet_offline
-    from mindhost.engines.convert import fix_rope_theta
     quiet_offline()
     _check_inputs(config)
     out_dir, cache_dir = Path(out_dir), Path(cache_dir)
@@ -257,14 +247,20 @@ def run_mergekit(config: dict, out_dir, cache_dir) -> dict:
                      config_source=text)
     except Exception as e:              # mergekit raises many kinds; say which merge failed
         raise MergeError(f"mergekit failed: {type(e).__name__}: {e}") from e
+    return _finished(out_dir, config, text, cache_dir, started, "mergekit")
+
+
+def _finished(out_dir, config, text, cache_dir, started, engine) -> dict:
+    """The rope fix, the YAML beside the master, and the record of the merge."""
+    from mindhost.engines.convert import fix_rope_theta
     fix_rope_theta(out_dir)
     (out_dir / "mergekit.yml").write_text(text)
     command = f"mergekit-yaml mergekit.yml OUT --lora-merge-cache {cache_dir}"
     seconds = round(time.perf_counter() - started, 2)
-    log.info("merged into %s in %.1f s (mergekit)", out_dir, seconds,
+    log.info("merged into %s in %.1f s (%s)", out_dir, seconds, engine,
              extra={"event": "merge", "seconds": seconds})
     return {"config": config, "yaml": text, "command": command, "seconds": seconds,
-            "engine": "mergekit"}
+            "engine": engine}
 
 
 def fuse_adapter(master, adapter, out_dir, progress=None, check=None) -> dict:
