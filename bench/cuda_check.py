@@ -29,7 +29,7 @@ def main():
     work = Path(tempfile.mkdtemp(prefix="batos-cuda-"))
     anchor, _, _, data = build("0.1B", work)
     eng = get_engine("torch")
-    figures, ok = {}, True
+    ok = True
     prompt = [{"role": "user", "content": "Name three colours."}]
 
     def step(name, fn):
@@ -44,7 +44,6 @@ def main():
             return None
         out = {"seconds": round(time.perf_counter() - t, 2),
                "cuda_peak_gb": round(torch.cuda.max_memory_allocated() / 1e9, 3), **out}
-        figures[name] = out
         print(f"{name}: {json.dumps(out)}")
         return out
 

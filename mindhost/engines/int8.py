@@ -12,7 +12,6 @@ rows: per-row scales of the embedding are per-channel scales of the head.
 config.json carries ``quantization_config.quant_method = "batos-int8"``.
 """
 import json
-import shutil
 from pathlib import Path
 
 import torch
@@ -241,10 +240,8 @@ def dequantize_folder(src, dest, dtype=torch.float16) -> Path:
             else t.to(dtype) if t.is_floating_point() else t
     dest.mkdir(parents=True, exist_ok=True)
     save_file(out, dest / "model.safetensors", metadata={"format": "pt"})
-    for f in src.iterdir():
-        if f.is_file() and f.suffix != ".safetensors" and f.name != "config.json" \
-                and not f.name.startswith("batos-"):
-            shutil.copy2(f, dest / f.name)
+    from ..tensors import copy_side_files
+    copy_side_files(src, dest)
     cfg = json.loads((src / "config.json").read_text())
     cfg.pop("quantization_config", None)
     (dest / "config.json").write_text(json.dumps(cfg, indent=2))
