@@ -23,6 +23,7 @@ master, with a different lesson each night.
     python bench/bitrot.py [--generations 5] [--model PATH|tiny] [--iters 20]
 """
 import argparse
+import dataclasses
 import json
 import shutil
 import sys
@@ -117,8 +118,8 @@ def main(argv=None):
     for k in range(1, args.generations + 1):       # the same adapters for both ways
         a = work / f"adapter-{k}"
         if not (a / "adapter_config.json").exists():
-            cfg.seed = k
-            train_lora(base, write_set(work / f"set-{k}", day(args.examples, k)), a, cfg)
+            train_lora(base, write_set(work / f"set-{k}", day(args.examples, k)), a,
+                       dataclasses.replace(cfg, seed=k))
         adapters.append(a)
     print(f"{len(adapters)} adapters trained in {time.perf_counter() - started:.0f} s")
 
