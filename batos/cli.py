@@ -141,7 +141,8 @@ def build_parser():
     night_cmd.add_arguments(sub, verb, ledger.add_subparsers(
         dest="ledger_command", metavar="ACTION", required=True))
 
-    report = sub.add_parser("report", help="measurements: what quantization costs and buys",
+    report = sub.add_parser("report", help="measurements: what quantization costs and buys "
+                            "(Q8 weights, a quantized KV cache at long context)",
                             description="Measurements the owner asked for, as tables and PNG plots.")
     rsub = report.add_subparsers(dest="report_command", metavar="ACTION", required=True)
     from . import report_cmd
@@ -149,6 +150,11 @@ def build_parser():
                                   "KL divergence and top-1 agreement of a mind's Q8 runtime "
                                   "against its FP16 master, memory saved and speed ratio",
                                   rsub, json=True))
+    report_cmd.add_context_arguments(verb(
+        "context", report_cmd.cmd_context,
+        "long context, weights (FP16 master, Q8 runtime) x KV cache (fp16, q8, q4): KL and "
+        "top-1 agreement against FP16 + fp16 KV on real text, needle recall over lengths x "
+        "depths, tokens/s, and the KV bytes held against the planner", rsub, json=True))
 
     from . import plan_cmd
     p = sub.add_parser("plan", help="memory budget for both minds: weights, KV cache, headroom",

@@ -3,7 +3,9 @@ import sys
 
 from image import open_image, resolve
 from mindhost import minds, store
-from mindhost.settings import EngineSettings
+from mindhost.engines.kv import KV_CHOICES
+from mindhost.settings import EngineSettings, engine_of
+from prototypes import settings as st
 
 from . import ui
 
@@ -12,7 +14,8 @@ def add_mind_arguments(sub, verb):
     p = verb("show", cmd_show, "each mind's generation, master, runtime and engine", sub, json=True)
     p.add_argument("mind", nargs="?", choices=minds.MINDS, help="one mind (default: both)")
     p = verb("set", cmd_set, "point a mind at real weights (a model folder or a .gguf), "
-             "or change its engine or precision; becomes its generation 0", sub, json=True)
+             "or change its engine or precision (becomes its generation 0), or its KV cache",
+             sub, json=True)
     p.add_argument("mind", choices=minds.MINDS)
     p.add_argument("--model", metavar="PATH",
                    help="Hugging Face folder (config.json + *.safetensors) or GGUF file "
@@ -21,6 +24,10 @@ def add_mind_arguments(sub, verb):
     p.add_argument("--precision", choices=minds.PRECISIONS,
                    help="what it runs by day: fp16 (its master) or q8 (an 8-bit copy made by "
                         "the engine); default: Orai fp16, Hermes q8")
+    p.add_argument("--kv", choices=KV_CHOICES,
+                   help="its KV cache: fp16 (unquantized), q8 or q4 (about 1/2 and 1/4 of the "
+                        "bytes; `batos report context MIND` measures what each costs). Alone, "
+                        "it changes only this setting")
 
 
 def add_ask_arguments(p):
@@ -41,7 +48,7 @@ def _rows(root, names):
     for name in names:
         m = root[name]
         row = {"mind": name, "role": m.role, "generation": m.generation,
-               "precision": m.lookup("precision", None), "engine": dict(m.engine),
+               "precision": m.lookup("precision", None), "engine": st.plain(engine_of(m)),
                "master": None, "runtime": None}
         for slot, key in (("model", "master"), ("runtime", "runtime")):
             rid = m.lookup(slot, None)
@@ -61,11 +68,12 @@ def cmd_show(args):
         ui.print_json(rows)
         return 0
     from rich.table import Table
-    t = Table("mind", "gen", "runs", "engine", "master (FP16)", "runtime", "size", "tok/s")
+    t = Table("mind", "gen", "runs", "KV", "engine", "master (FP16)", "runtime", "size",
+              "tok/s")
     for r in rows:
         rt, ma = r["runtime"] or {}, r["master"] or {}
         stats = rt.get("stats") or {}
-        t.add_row(r["mind"], str(r["generation"]), r["precision"] or "-",
+        t.add_row(r["mind"], str(r["generation"]), r["precision"] or "-", r["engine"]["kv"],
                   rt.get("engine") or r["engine"].get("name", "auto"),
                   ma.get("name", "[dim]none: batos init[/]"), rt.get("name", "-"),
                   f"{rt['size'] / 1e6:.0f} MB" if rt else "-",
@@ -74,8 +82,27 @@ def cmd_show(args):
     return 0
 
 
+def set_kv(img, mind, kv) -> dict:
+    """Change a mind's KV cache setting alone (no new generation); the kernel's next
+    generation uses it."""
+    def write(root):
+        m = root[minds.check_mind(mind)]
+        m.engine["kv"] = st.check(EngineSettings, dict(m.engine), where=f"{mind}.engine",
+                                  kv=kv).kv
+    img.run(write, note=f"{mind}: KV cache {kv}")
+    return {"mind": mind, "kv": kv}
+
+
 def cmd_set(args):
     loc = resolve(args.image)
+    if args.kv and not (args.model or args.engine or args.precision):
+        with open_image(loc) as img:
+            entry = set_kv(img, args.mind, args.kv)
+        if args.json:
+            ui.print_json(entry)
+        else:
+            ui.out.print(f"{args.mind}: KV cache {args.kv}")
+        return 0
     with open_image(loc) as img:
         path = args.model
         if path is None:
@@ -85,6 +112,8 @@ def cmd_set(args):
         with ui.status(f"{args.mind}: importing and preparing its model", not args.json):
             entry = minds.install(img, args.mind, path, engine=args.engine,
                                   precision=args.precision)
+            if args.kv:
+                entry |= set_kv(img, args.mind, args.kv)
     _report_install(entry, args.json)
     return 0
 

@@ -5,6 +5,7 @@ from rich.table import Table
 from mindhost.budget import (
     GB,
     PRESETS,
+    PlanError,
     machine_ram,
     night_plan,
     parse_size,
@@ -23,7 +24,11 @@ def add_arguments(p):
     p.add_argument("--hermes", default="hermes-4-70b:q8", metavar="MODEL[:PREC]",
                    help="Hermes's model, as --orai (default hermes-4-70b:q8)")
     p.add_argument("--context", type=int, default=131072, help="tokens of context per mind (default 131072)")
-    p.add_argument("--kv", choices=("fp16", "q8"), default="fp16", help="KV cache precision (default fp16)")
+    p.add_argument("--kv", default="fp16", metavar="KV",
+                   help="KV cache precision: fp16, q8 or q4 for both minds, or per mind like "
+                        "hermes=q8 (the other stays fp16); the bytes per token are the engines' "
+                        "own format: 8.5 and 4.5 bits per element with float16 compute "
+                        "(default fp16)")
     p.add_argument("--ram", help="machine memory, e.g. 512G (binary) or 500GB (default: this machine)")
     p.add_argument("--reserve", help="memory kept for the OS and everything else "
                                      "(default: 10%% of RAM, at least 8GB)")
@@ -39,30 +44,49 @@ def add_arguments(p):
 def cmd_plan(args):
     ram = parse_size(args.ram) if args.ram else machine_ram()
     reserve = parse_size(args.reserve) if args.reserve else None
-    budget = plan(args.orai, args.hermes, context=args.context, kv=args.kv, ram=ram, reserve=reserve)
+    kv = parse_kv(args.kv)
+    budget = plan(args.orai, args.hermes, context=args.context, kv=kv, ram=ram, reserve=reserve)
     extra = what_q8_buys(args.hermes, args.context)
     night = _night(args, ram, reserve)
     ok = budget["fits"] and night["fits"]
     if args.json:
         ui.print_json(budget | {"hermes_q8": extra, "night": night})
         return 0 if ok else 1
-    t = Table(title=f"memory budget at {args.context:,} tokens of context, {args.kv} KV cache",
+    t = Table(title=f"memory budget at {args.context:,} tokens of context, KV cache "
+                    + ", ".join(f"{k} {v}" for k, v in kv.items()),
               title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False)
-    for col in ("", "model", "prec", "params", "weights", "KV/token", "KV@ctx", "total"):
+    for col in ("", "model", "prec", "params", "weights", "KV", "KV/token", "KV@ctx", "total"):
         t.add_column(col, justify="left" if col in ("", "model", "prec") else "right", no_wrap=True)
     for name, m in budget["minds"].items():
-        t.add_row(name, m["model"], m["precision"], f"{m['params'] / 1e9:.1f}B", _gb(m["weights_bytes"]),
-                  f"{m['kv_bytes_per_token'] / 1024:.0f}KiB", _gb(m["kv_bytes"]), _gb(m["total_bytes"]))
-    t.add_row("embedder", "MiniLM-L6-v2", "fp32", "0.02B", "", "", "", _gb(budget["embedder_bytes"]))
-    t.add_row("reserve", "OS and the rest", "", "", "", "", "", _gb(budget["reserve_bytes"]))
-    t.add_row("total", "", "", "", "", "", "", _gb(budget["total_bytes"]), style="bold")
+        t.add_row(name, m["model"], m["precision"], f"{m['params'] / 1e9:.1f}B",
+                  _gb(m["weights_bytes"]), m["kv"], f"{m['kv_bytes_per_token'] / 1024:.0f}KiB",
+                  _gb(m["kv_bytes"]), _gb(m["total_bytes"]))
+    t.add_row("embedder", "MiniLM-L6-v2", "fp32", "0.02B", "", "", "", "",
+              _gb(budget["embedder_bytes"]))
+    t.add_row("reserve", "OS and the rest", "", "", "", "", "", "", _gb(budget["reserve_bytes"]))
+    t.add_row("total", "", "", "", "", "", "", "", _gb(budget["total_bytes"]), style="bold")
     ui.out.print(t)
     verdict = "[green]fits[/]" if budget["fits"] else "[red]does not fit[/]"
     ui.out.print(f"RAM {_gb(budget['ram_bytes'])}: {verdict}, headroom {_gb(budget['headroom_bytes'])}")
     ui.out.print(f"Hermes in q8 instead of fp16 saves {_gb(extra['weights_saved_bytes'])} of weights; "
-                 f"an 8-bit KV cache saves {_gb(extra['kv_saved_bytes'])} more at this context.")
+                 f"a q8 KV cache saves {_gb(extra['kv_saved_bytes'])} more at this context, q4 "
+                 f"{_gb(extra['kv_q4_saved_bytes'])} (what each costs in quality: `batos report "
+                 "context hermes`).")
     _print_night(night)
     return 0 if ok else 1
+
+
+def parse_kv(text) -> dict:
+    """``q8`` (both minds) or ``hermes=q8[,orai=fp16]`` -> {"orai": kv, "hermes": kv}."""
+    if "=" not in text:
+        return {"orai": text, "hermes": text}
+    out = {"orai": "fp16", "hermes": "fp16"}
+    for item in text.split(","):
+        mind, _, kv = item.partition("=")
+        if mind.strip() not in out:
+            raise PlanError(f"--kv {text!r}: {mind.strip()!r} is not a mind (orai, hermes)")
+        out[mind.strip()] = kv.strip()
+    return out
 
 
 def _night(args, ram, reserve):

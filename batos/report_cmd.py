@@ -1,4 +1,5 @@
-"""``batos report quant MIND``: Q8 against FP16, as a table, JSON and a PNG."""
+"""``batos report quant|context MIND``: what Q8 weights and a quantized KV cache cost."""
+import contextlib
 import shutil
 import tempfile
 from pathlib import Path
@@ -34,37 +35,44 @@ def cmd_quant(args):
         prompts = prompts[-64:]
     from mindhost.engines import get_engine
     engine = get_engine(runtime["engine"])
-    scratch = None
-    try:
-        master_dir = store.open_checked(master["record"])
-        if runtime["record"]["id"] == master["record"]["id"]:
-            # Orai runs FP16: measure a scratch Q8 copy that is never deployed.
-            scratch = Path(tempfile.mkdtemp(prefix="batos-q8-"))
-            runtime_dir = scratch / "q8"
-            with ui.status(f"quantizing a scratch Q8 copy of {args.mind}'s master", not args.json):
-                engine.quantize(master_dir, runtime_dir)
-            runtime_name = f"scratch Q8 ({engine.name}, not deployed)"
-        else:
-            runtime_dir = store.open_checked(runtime["record"])
-            runtime_name = runtime["record"]["name"]
+    with _runtime_folder(engine, args.mind, master, runtime, not args.json) as (
+            master_dir, runtime_dir, runtime_name):
         with ui.status(f"measuring {len(prompts)} prompts on both models", not args.json):
             report = quant_report.measure(engine, master_dir, runtime_dir, master["identity"],
                                           prompts, max_tokens=args.max_tokens)
-    finally:
-        if scratch:
-            shutil.rmtree(scratch, ignore_errors=True)
     report |= {"mind": args.mind, "master": master["record"]["name"], "runtime": runtime_name,
                "prompt_source": source}
-    png = Path(args.png) if args.png else (
-        loc.path / "reports" / f"quant-{args.mind}.png" if loc.kind == "folder"
-        else Path(f"quant-{args.mind}.png"))
-    png.parent.mkdir(parents=True, exist_ok=True)
-    report["png"] = str(quant_report.plot(report, png))
+    report["png"] = str(quant_report.plot(report, _png(args, loc, "quant")))
     if args.json:
         ui.print_json({k: v for k, v in report.items() if k != "kl_per_token"})
         return 0
     _table(report)
     return 0
+
+
+@contextlib.contextmanager
+def _runtime_folder(engine, mind, master, runtime, show):
+    """(master folder, runtime folder, runtime name); Orai runs FP16, so its Q8 is a scratch
+    copy made here and never deployed."""
+    master_dir = store.open_checked(master["record"])
+    if runtime["record"]["id"] != master["record"]["id"]:
+        yield master_dir, store.open_checked(runtime["record"]), runtime["record"]["name"]
+        return
+    scratch = Path(tempfile.mkdtemp(prefix="batos-q8-"))
+    try:
+        with ui.status(f"quantizing a scratch Q8 copy of {mind}'s master", show):
+            engine.quantize(master_dir, scratch / "q8")
+        yield master_dir, scratch / "q8", f"scratch Q8 ({engine.name}, not deployed)"
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _png(args, loc, what):
+    png = Path(args.png) if args.png else (
+        loc.path / "reports" / f"{what}-{args.mind}.png" if loc.kind == "folder"
+        else Path(f"{what}-{args.mind}.png"))
+    png.parent.mkdir(parents=True, exist_ok=True)
+    return png
 
 
 def _table(r):
@@ -86,4 +94,125 @@ def _table(r):
             ("speed ratio Q8 / FP16", f"{spd['ratio']:.2f}x")):
         t.add_row(label, value)
     ui.out.print(t)
+    ui.out.print(f"plot: {ui.escape(r['png'])}")
+
+
+# -- batos report context ---------------------------------------------------------------
+def add_context_arguments(p):
+    p.add_argument("mind", choices=minds.MINDS)
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--text", metavar="FILE", help="a long document to read (default: "
+                     "Python's Language Reference, which ships with CPython)")
+    src.add_argument("--corpus", metavar="NAME", help="the longest document of a memory corpus")
+    p.add_argument("--lengths", metavar="N,N,...", help="context lengths in tokens (default: "
+                   "512, 1024, ... up to the model's limit; 8k for the bundled model)")
+    p.add_argument("--depths", metavar="D,D,...", default="0.1,0.5,0.9",
+                   help="where the needle sits, 0 (start) to 1 (end) (default 0.1,0.5,0.9)")
+    p.add_argument("--continuation", type=int, default=64, metavar="N",
+                   help="tokens of the text after each context that KL is scored on (default 64)")
+    p.add_argument("--kv", metavar="KV,KV", default="fp16,q8,q4",
+                   help="KV cache precisions (default fp16,q8,q4; fp16 is the reference)")
+    p.add_argument("--seed", type=int, default=None,
+                   help="seed of the needles (default: a new one per run, printed; give it to "
+                        "repeat a run)")
+    p.add_argument("--png", metavar="PATH", help="where to write the plot "
+                   "(default: IMAGE/reports/context-MIND.png, or ./context-MIND.png)")
+
+
+def cmd_context(args):
+    import random
+
+    from mindhost import context_report, needle
+    from mindhost.engines import get_engine
+    from mindhost.engines.kv import check_kv
+    kvs = ["fp16"] + [check_kv(k) for k in _items(args.kv, str) if k != "fp16"]
+    depths = _items(args.depths, float)
+    if not depths or any(not 0 <= d <= 1 for d in depths):
+        raise ValueError(f"--depths {args.depths!r}: give numbers from 0 to 1, like 0.1,0.5,0.9")
+    if args.continuation < 2:
+        raise ValueError("--continuation must be at least 2 tokens")
+    seed = random.randrange(10**6) if args.seed is None else args.seed
+    loc = resolve(args.image)
+    with open_image(loc, read_only=True) as img, img.view() as root:
+        master = minds.plan(root, args.mind, "master")
+        runtime = minds.plan(root, args.mind, "runtime")
+        text, source = (needle.file_text(args.text) if args.text
+                        else needle.corpus_text(root, args.corpus) if args.corpus
+                        else needle.python_reference())
+    engine = get_engine(runtime["engine"])
+    with _runtime_folder(engine, args.mind, master, runtime, not args.json) as (
+            master_dir, runtime_dir, runtime_name):
+        limit = _context_limit(master_dir)
+        top = limit - args.continuation - context_report.ANSWER_TOKENS
+        lengths = (_items(args.lengths, int) if args.lengths
+                   else context_report.default_lengths(limit, args.continuation))
+        bad = [n for n in lengths if not 64 <= n <= top]
+        if not lengths or bad:
+            raise ValueError(f"--lengths: {', '.join(map(str, bad)) or 'none given'}; each must "
+                             f"be from 64 to {top} ({master['record']['name']} takes {limit} "
+                             f"tokens, less the {args.continuation}-token continuation and "
+                             "the answer)")
+        with _steps(f"{args.mind}: long context, {len(lengths)} lengths x 2 models",
+                    2 * len(lengths), not args.json) as advance:
+            report = context_report.measure(
+                engine, {"master": master_dir, "runtime": runtime_dir}, text=text,
+                lengths=sorted(lengths), depths=depths, continuation=args.continuation,
+                seed=seed, kvs=kvs, progress=advance)
+    report |= {"mind": args.mind, "master": master["record"]["name"], "runtime": runtime_name,
+               "text_source": source, "model_limit": limit}
+    report["png"] = str(context_report.plot(report, _png(args, loc, "context")))
+    if args.json:
+        ui.print_json(report)
+        return 0
+    _context_table(report)
+    return 0
+
+
+def _items(text, kind):
+    try:
+        return [kind(x) for x in str(text).split(",") if x.strip()]
+    except ValueError:
+        raise ValueError(f"cannot read {text!r}: give a comma-separated list") from None
+
+
+def _context_limit(folder):
+    import json
+    cfg = json.loads((Path(folder) / "config.json").read_text())
+    cfg = cfg.get("text_config", cfg)
+    return int(cfg.get("max_position_embeddings") or 2048)
+
+
+@contextlib.contextmanager
+def _steps(description, total, enabled):
+    if not enabled or not ui.err.is_terminal:
+        yield lambda n: None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=ui.err, transient=True) as progress:
+        task = progress.add_task(description, total=total)
+        yield lambda n: progress.advance(task, n)
+
+
+def _context_table(r):
+    from rich.table import Table
+    t = Table(title=f"{r['mind']}: long context on {ui.escape(r['text_source'])} "
+                    f"({r['engine']} engine; needles seeded {r['seed']})")
+    for col in ("weights", "KV", "context", "KL mean", "KL p95", "top-1", "needles",
+                "tok/s", "KV held", "planned"):
+        t.add_column(col, justify="left" if col in ("weights", "KV") else "right")
+    for c in r["combos"]:
+        for row in c["by_length"]:
+            t.add_row(c["weights"], c["kv"], f"{row['length']:,}",
+                      "ref" if c["reference"] else f"{row['kl_mean']:.5f}",
+                      "" if c["reference"] else f"{row['kl_p95']:.5f}",
+                      f"{row['top1_agreement']:.1%}", f"{row['needle_recall']:.0%}",
+                      f"{row['tokens_per_s']:.1f}", f"{row['kv_bytes'] / 2**20:.1f} MiB",
+                      f"{row['kv_ratio']:.3f}x")
+        t.add_section()
+    ui.out.print(t)
+    f = r["kv_format"]
+    ui.out.print(f"KV format: groups of {f['group_size']}, scales in {f['compute_bits']}-bit "
+                 f"(the compute dtype here); bits per element " + ", ".join(
+                     f"{k} {v:.2f}" for k, v in f["bits_per_element"].items()))
     ui.out.print(f"plot: {ui.escape(r['png'])}")

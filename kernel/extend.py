@@ -311,7 +311,8 @@ def pool_asker(pool):
         messages = [{"role": "system", "content": info["identity"]}, *history,
                     {"role": "user", "content": prompt}]
         with pool.lease(info) as model:
-            text = "".join(model.stream(messages, max_tokens=max_tokens, temperature=0.0))
+            text = "".join(model.stream(messages, max_tokens=max_tokens, temperature=0.0,
+                                        kv=info["settings"]["kv"]))
         return text, {"generation": info["generation"], "model": info.get("model")}
     return ask
 

@@ -155,7 +155,7 @@ class Cycle:
                                    history=history, memories=mems)
                     pieces = []
                     for piece in model.stream(asm.messages, max_tokens=max_tokens,
-                                              temperature=temperature):
+                                              temperature=temperature, kv=settings["kv"]):
                         if svc.cancel.is_set():
                             raise Cancelled(f"mission {m.id}: the kernel is stopping")
                         pieces.append(piece)

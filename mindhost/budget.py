@@ -8,15 +8,19 @@ embedding model and an OS reserve, against the machine's RAM.
 
 Bits per weight: fp16/bf16 16; q8 8.5 and q4 4.5 (affine quantization in
 groups of 64 with an fp16 scale and bias per group, as mlx-lm stores it;
-GGUF Q8_0 is also 8.5). The same 8.5 bits apply to an 8-bit KV cache.
+GGUF Q8_0 is also 8.5). The KV cache uses the engines' own format
+(``engines/kv.py``): 8 or 4 bits per element in groups along the head
+dimension, plus a scale and a bias per group in the compute dtype, so 8.5
+and 4.5 bits where the model computes in float16 (Metal, CUDA).
 """
 import dataclasses
 import json
 import os
 from pathlib import Path
 
+from .engines.kv import KV_CHOICES, bits_per_element, group_size
+
 BITS = {"fp32": 32.0, "fp16": 16.0, "bf16": 16.0, "q8": 8.5, "q4": 4.5}
-KV_BITS = {"fp16": 16.0, "q8": 8.5}
 GB = 1e9
 EMBEDDER_BYTES = 22_713_216 * 4     # all-MiniLM-L6-v2, fp32
 
@@ -45,8 +49,11 @@ class Shape:
         head = 0 if self.tied_embeddings else embed
         return self.layers * (q + kv + o + mlp + norms) + embed + head + self.hidden
 
-    def kv_bytes_per_token(self, kv="fp16") -> float:
-        return 2 * self.layers * self.kv_heads * self.head_dim * KV_BITS[kv] / 8
+    def kv_bytes_per_token(self, kv="fp16", compute_bits=16) -> float:
+        """Keys and values of every layer's KV heads, as the engines hold them."""
+        group = group_size(self.head_dim) if kv != "fp16" else 64
+        return (2 * self.layers * self.kv_heads * self.head_dim
+                * bits_per_element(kv, compute_bits, group) / 8)
 
 
 # Shapes from each model's published config.json (Hermes 4 70B is a Llama 3.1
@@ -135,14 +142,17 @@ def mind_budget(shape: Shape, precision: str, context: int, kv: str) -> dict:
 
 
 def plan(orai, hermes, *, context=131072, kv="fp16", ram=None, reserve=None) -> dict:
-    """The whole budget. ``orai``/``hermes`` are ``NAME[:PRECISION]`` strings."""
+    """The whole budget. ``orai``/``hermes`` are ``NAME[:PRECISION]`` strings; ``kv`` one
+    KV precision for both, or ``{"orai": ..., "hermes": ...}``."""
     if context <= 0:
         raise PlanError("context must be a positive number of tokens")
-    if kv not in KV_BITS:
-        raise PlanError(f"unknown KV precision {kv!r}; use fp16 or q8")
+    kvs = kv if isinstance(kv, dict) else {"orai": kv, "hermes": kv}
+    for k in kvs.values():
+        if k not in KV_CHOICES:
+            raise PlanError(f"unknown KV precision {k!r}; use one of {', '.join(KV_CHOICES)}")
     ram = machine_ram() if ram is None else ram
     reserve = max(8 * GB, 0.10 * ram) if reserve is None else reserve
-    minds = {name: mind_budget(*parse_model(spec), context, kv)
+    minds = {name: mind_budget(*parse_model(spec), context, kvs[name])
              for name, spec in (("orai", orai), ("hermes", hermes))}
     total = sum(m["total_bytes"] for m in minds.values()) + EMBEDDER_BYTES + reserve
     return {"context": context, "ram_bytes": ram, "reserve_bytes": reserve,
@@ -151,13 +161,13 @@ def plan(orai, hermes, *, context=131072, kv="fp16", ram=None, reserve=None) -> 
 
 
 def what_q8_buys(hermes: str, context: int) -> dict:
-    """The owner's question in bytes: Hermes in Q8 vs FP16, and 8-bit vs FP16 KV."""
+    """The owner's question in bytes: Hermes in Q8 vs FP16, and 8- or 4-bit vs FP16 KV."""
     shape, _ = parse_model(hermes)
     fp16 = mind_budget(shape, "fp16", context, "fp16")
     q8 = mind_budget(shape, "q8", context, "fp16")
-    q8kv = mind_budget(shape, "q8", context, "q8")
+    kv = {k: mind_budget(shape, "q8", context, k)["kv_bytes"] for k in KV_CHOICES}
     return {"weights_saved_bytes": fp16["weights_bytes"] - q8["weights_bytes"],
-            "kv_saved_bytes": q8["kv_bytes"] - q8kv["kv_bytes"]}
+            "kv_saved_bytes": kv["fp16"] - kv["q8"], "kv_q4_saved_bytes": kv["fp16"] - kv["q4"]}
 
 
 # -- the night ------------------------------------------------------------------------

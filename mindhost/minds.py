@@ -196,7 +196,7 @@ def load(p):
         raise MindError(f"{p['mind']}'s runtime {p['record']['name']} was made by the "
                         f"{p['engine']} engine, which cannot run here ({e}); rebuild it with "
                         f"`batos mind set {p['mind']} --engine auto`") from e
-    return eng.load(folder)
+    return eng.load(folder, kv=p["settings"].get("kv", "fp16"))
 
 
 def messages(identity, prompt) -> list:

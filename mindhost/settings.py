@@ -15,6 +15,8 @@ class EngineSettings:
     max_tokens: int = st.number(512, min=1)
     temperature: float = st.number(0.0, min=0.0)
     context_tokens: int = st.number(2048, min=16)
+    # the KV cache: fp16 unquantized (in the compute dtype), or q8 / q4 (engines/kv.py)
+    kv: str = st.choice("fp16", ("fp16", "q8", "q4"))
 
 
 @dataclasses.dataclass(frozen=True)

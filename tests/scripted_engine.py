@@ -24,7 +24,7 @@ class ScriptedEngine(EngineBase):
     def why_unavailable(self):
         return None
 
-    def load(self, folder="scripted", device=None, dtype=None):
+    def load(self, folder="scripted", device=None, dtype=None, kv="fp16"):
         return ScriptedModel(self, self.answers)
 
     def quantize(self, src, dest, bits=8, progress=None):
@@ -42,6 +42,7 @@ class ScriptedModel(LoadedBase):
         self.vocab = {}
         self.quantized = False
         self.compute_dtype = "none"
+        self.eos = set()
 
     def _template(self, messages, add_generation_prompt):
         text = "".join(f"<|{m['role']}|>\n{m['content']}\n" for m in messages)
@@ -50,6 +51,13 @@ class ScriptedModel(LoadedBase):
     def _encode(self, text):
         return [self.vocab.setdefault(w, len(self.vocab) % WIDTH) for w in text.split()]
 
+    def _decode(self, ids):
+        words = {i: w for w, i in self.vocab.items()}
+        return " ".join(words.get(i, "?") for i in ids)
+
+    def _prefill(self, ids, kv):
+        raise NotImplementedError("the scripted engine holds no KV cache")
+
     def _next_answer(self, text):
         if callable(self.answers):
             return self.answers(text)
@@ -57,7 +65,7 @@ class ScriptedModel(LoadedBase):
             raise ScriptError(f"the script has no answer left for call {len(self.calls)}")
         return self.answers.pop(0)
 
-    def _stream_ids(self, ids, max_tokens, temperature, top_p, seed, ignore_eos):
+    def _stream_ids(self, ids, max_tokens, temperature, top_p, seed, ignore_eos, kv):
         words = self._next_answer(self._last_text).split(" ")
         for i, word in enumerate(words[:max_tokens]):
             yield (word if i == 0 else " " + word), 1

@@ -126,6 +126,59 @@ def test_report_quant_hermes(inited):
     assert "top-1 agreement" in table and "KL" in table and "speed ratio" in table
 
 
+def test_report_context_hermes(inited):
+    """Both weights x every KV precision on real text: the reference finds every needle at
+    short lengths, its KL is 0 by definition, the others' small; the bytes held are the
+    planner's."""
+    env, _, tmp = inited
+    png = tmp / "context.png"
+    proc = run_batos("report", "context", "hermes", "--json", "--lengths", "256,512",
+                     "--depths", "0.2,0.8", "--continuation", "32", "--seed", "3", "--png", png,
+                     env=env, check=True, timeout=600)
+    r = json.loads(proc.stdout)
+    assert r["lengths"] == [256, 512] and r["depths"] == [0.2, 0.8] and r["seed"] == 3
+    assert r["model_limit"] == 8192 and "Python Language Reference" in r["text_source"]
+    combos = {(c["weights"], c["kv"]): c for c in r["combos"]}
+    assert set(combos) == {(w, k) for w in ("master", "runtime") for k in ("fp16", "q8", "q4")}
+    ref = combos[("master", "fp16")]
+    assert ref["reference"] and [x["needle_recall"] for x in ref["by_length"]] == [1.0, 1.0]
+    for c in r["combos"]:
+        assert [x["length"] for x in c["by_length"]] == [256, 512]
+        for x in c["by_length"]:
+            assert set(x) >= {"kl_mean", "kl_p95", "top1_agreement", "needle_recall",
+                              "needles", "tokens_per_s", "kv_bytes", "planned_kv_bytes"}
+            assert len(x["needles"]) == 2 and x["tokens_per_s"] > 0
+            assert abs(x["kv_ratio"] - 1) < 0.05, (c["label"], x)
+            if c["reference"]:
+                assert x["kl_mean"] == 0 and x["top1_agreement"] == 1.0
+            else:
+                assert 0 < x["kl_mean"] < 0.5 and x["top1_agreement"] > 0.5
+    q8, q4 = combos[("master", "q8")]["by_length"], combos[("master", "q4")]["by_length"]
+    assert all(a["kv_bytes"] > b["kv_bytes"] for a, b in zip(q8, q4))
+    assert r["kv_format"]["bits_per_element"]["q8"] == 8 + 2 * r["kv_format"]["compute_bits"] / 64
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    bad = run_batos("report", "context", "hermes", "--lengths", "9000", env=env)
+    assert bad.returncode == 2 and "must be from 64 to" in bad.stderr and "8192" in bad.stderr
+
+
+def test_kv_setting_is_shown_and_used_by_ask(inited):
+    env, _, _ = inited
+    out = json.loads(run_batos("mind", "set", "hermes", "--kv", "q8", "--json", env=env,
+                               check=True).stdout)
+    assert out == {"mind": "hermes", "kv": "q8"}
+    shown = {r["mind"]: r for r in json.loads(run_batos("mind", "show", "--json", env=env,
+                                                        check=True).stdout)}
+    assert shown["hermes"]["engine"]["kv"] == "q8" and shown["orai"]["engine"]["kv"] == "fp16"
+    assert shown["hermes"]["generation"] == 0          # a setting, not a new generation
+    data = json.loads(run_batos("ask", "hermes", QUESTION, "--json", "--max-tokens", "12",
+                                env=env, check=True).stdout)
+    assert data["kv"] == "q8" and "Paris" in data["answer"]
+    assert "q8" in run_batos("mind", "show", env=env, check=True).stdout
+    bad = run_batos("mind", "set", "hermes", "--kv", "q5", env=env)
+    assert bad.returncode == 2 and "q8" in bad.stderr
+    run_batos("mind", "set", "hermes", "--kv", "fp16", env=env, check=True)
+
+
 # -- pointing minds at other weights, and bad input ---------------------------------------
 
 def _env(tmp_path):

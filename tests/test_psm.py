@@ -46,6 +46,15 @@ def test_chat_with_hermes_completes_and_lands_in_its_ledger(psm):
     assert "Hermes" in models["hermes"].calls[0]           # its identity text was the system
 
 
+def test_the_minds_kv_setting_reaches_the_generation(psm):
+    img, svc, answers, models = psm
+    with img.transaction() as conn:
+        conn.root()["hermes"].engine["kv"] = "q4"
+    answers["hermes"].append("Paris.")
+    out = run_mission(img, enqueue(img, "hermes", "What is the capital of France?"), svc)
+    assert out["state"] == "COMPLETE" and models["hermes"].last_stats["kv"] == "q4"
+
+
 def test_hermes_routes_creative_work_to_orai_and_says_so(psm):
     img, svc, answers, _ = psm
     answers["orai"].append("Roses bloom.")

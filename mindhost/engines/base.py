@@ -4,7 +4,8 @@ import time
 import numpy as np
 from zope.interface import implementer
 
-from .interfaces import IEngine, ILoadedModel
+from .interfaces import IContextRun, IEngine, ILoadedModel
+from .kv import check_kv
 
 
 @implementer(IEngine)
@@ -19,7 +20,8 @@ class EngineBase:
 
 @implementer(ILoadedModel)
 class LoadedBase:
-    """Subclasses implement ``_encode``, ``_template``, ``_stream_ids`` and ``_logits``.
+    """Subclasses implement ``_encode``, ``_decode``, ``_template``, ``_stream_ids``,
+    ``_logits`` and ``_prefill``, and set ``eos`` (the ids that end a turn).
 
     ``_stream_ids`` yields ``(text, tokens)`` pairs: the text a step added and
     how many tokens it consumed, so the stats count tokens, not pieces.
@@ -27,10 +29,11 @@ class LoadedBase:
 
     engine = None
 
-    def __init__(self, folder):
+    def __init__(self, folder, kv="fp16"):
         self.folder = folder
         self.load_seconds = 0.0
         self.last_stats = {}
+        self.kv = check_kv(kv)
 
     # -- prompts --------------------------------------------------------------
     def chat_template(self, messages, add_generation_prompt=True):
@@ -44,20 +47,25 @@ class LoadedBase:
     def count_tokens(self, text):
         return len(self._encode(text))
 
+    def decode(self, ids):
+        """Text of token ids, special tokens left out."""
+        return self._decode([int(i) for i in ids])
+
     # -- generation -----------------------------------------------------------
     def stream(self, prompt, max_tokens=256, temperature=0.0, top_p=1.0, seed=None,
-               ignore_eos=False):
+               ignore_eos=False, kv=None):
+        kv = check_kv(kv or self.kv)
         ids = self.prompt_ids(prompt)
         start = time.perf_counter()
         n = 0
         for piece, tokens in self._stream_ids(ids, max_tokens, temperature, top_p, seed,
-                                              ignore_eos):
+                                              ignore_eos, kv):
             n += tokens         # 0 for the detokenizer's final flush
             if piece:
                 yield piece
         seconds = time.perf_counter() - start
         self.last_stats = {"prompt_tokens": len(ids), "tokens": n, "seconds": seconds,
-                           "tokens_per_s": n / seconds if seconds else 0.0}
+                           "tokens_per_s": n / seconds if seconds else 0.0, "kv": kv}
 
     def generate(self, prompt, max_tokens=256, **kw):
         return "".join(self.stream(prompt, max_tokens=max_tokens, **kw))
@@ -74,6 +82,39 @@ class LoadedBase:
         tokens = np.asarray(c)
         chosen = dist[np.arange(len(c)), tokens]
         return (tokens, chosen, dist) if full else (tokens, chosen)
+
+
+    # -- long contexts --------------------------------------------------------
+    def prefill(self, ids, kvs=("fp16",)):
+        """``{kv: IContextRun}``: ``ids`` prefilled into a cache of each precision."""
+        ids = [int(i) for i in ids]
+        return {kv: self._prefill(ids, check_kv(kv)) for kv in kvs}
+
+
+@implementer(IContextRun)
+class ContextRun:
+    """Subclasses implement ``_forward(ids) -> float32 [n, vocab]``, ``kv_bytes``, ``close``."""
+
+    def __init__(self, kv, tokens, next_logits, fp_bits):
+        self.kv, self.tokens, self.next_logits, self.fp_bits = kv, tokens, next_logits, fp_bits
+        self.decode_seconds = 0.0
+
+    def feed(self, ids):
+        rows = self._forward([int(i) for i in ids])
+        self.tokens += len(ids)
+        self.next_logits = rows[-1]
+        return rows
+
+    def greedy(self, max_tokens, stop=()):
+        out, start = [], time.perf_counter()
+        for _ in range(max_tokens):
+            tok = int(np.argmax(self.next_logits))
+            if tok in stop:
+                break
+            out.append(tok)
+            self.feed([tok])
+        self.decode_seconds = time.perf_counter() - start
+        return out
 
 
 def _logsumexp(x):

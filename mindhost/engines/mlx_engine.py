@@ -13,7 +13,10 @@ import time
 from pathlib import Path
 
 from . import EngineError, has_metal, register
-from .base import EngineBase, LoadedBase
+from .base import ContextRun, EngineBase, LoadedBase
+from .kv import KV_NBITS, group_size
+
+PREFILL_STEP = 2048     # mlx-lm's prefill_step_size: the prompt goes in chunks this long
 
 
 @register
@@ -29,8 +32,8 @@ class MlxEngine(EngineBase):
             return f"mlx does not import ({e}); on Linux install it with pip install 'mlx[cpu]'"
         return None
 
-    def load(self, folder, device=None, dtype=None):
-        return MlxModel(self, Path(folder), dtype)
+    def load(self, folder, device=None, dtype=None, kv="fp16"):
+        return MlxModel(self, Path(folder), dtype, kv)
 
     def quantize(self, src, dest, bits=8, group_size=64, progress=None):
         from mlx_lm.convert import convert
@@ -47,8 +50,8 @@ class MlxEngine(EngineBase):
 
 
 class MlxModel(LoadedBase):
-    def __init__(self, engine, folder, dtype=None):
-        super().__init__(folder)
+    def __init__(self, engine, folder, dtype=None, kv="fp16"):
+        super().__init__(folder, kv)
         import mlx.core as mx
         from mlx_lm import load
         self.engine = engine
@@ -58,6 +61,7 @@ class MlxModel(LoadedBase):
         except (OSError, ValueError, KeyError, RuntimeError) as e:
             raise EngineError(f"the mlx engine could not load {folder}: {e}") from e
         self.quantized = bool(_config_quant(folder))
+        self.eos = set(self.tokenizer.eos_token_ids)
         want = dtype or (None if has_metal() or self.quantized else "float32")
         if want:        # half precision is slow on a CPU
             self.model.set_dtype(getattr(mx, want))
@@ -73,7 +77,37 @@ class MlxModel(LoadedBase):
     def _encode(self, text):
         return self.tokenizer.encode(text, add_special_tokens=False)
 
-    def _stream_ids(self, ids, max_tokens, temperature, top_p, seed, ignore_eos):
+    def _decode(self, ids):
+        return self.tokenizer.decode(ids, skip_special_tokens=True)
+
+    def _kv_args(self, kv):
+        """mlx-lm's generation options for a KV precision: quantized from the first token."""
+        if kv == "fp16":
+            return {}
+        return {"kv_bits": KV_NBITS[kv], "kv_group_size": group_size(self._head_dim()),
+                "quantized_kv_start": 0}
+
+    def _head_dim(self):
+        args = self.model.args
+        return getattr(args, "head_dim", None) or args.hidden_size // args.num_attention_heads
+
+    def _prefill(self, ids, kv):
+        import mlx.core as mx
+        import numpy as np
+        from mlx_lm.generate import maybe_quantize_kv_cache
+        from mlx_lm.models.cache import make_prompt_cache
+        cache = make_prompt_cache(self.model)
+        opts = self._kv_args(kv)
+        arr = mx.array(ids)
+        # as mlx-lm's generate_step: chunk by chunk, the cache quantized after each chunk
+        for i in range(0, len(ids), PREFILL_STEP):
+            logits = self.model(arr[None, i:i + PREFILL_STEP], cache=cache)[0, -1]
+            if opts:
+                maybe_quantize_kv_cache(cache, 0, opts["kv_group_size"], opts["kv_bits"])
+            mx.eval(logits, [c.state for c in cache])
+        return MlxRun(self, kv, cache, len(ids), np.array(logits.astype(mx.float32)))
+
+    def _stream_ids(self, ids, max_tokens, temperature, top_p, seed, ignore_eos, kv):
         import mlx.core as mx
         from mlx_lm import stream_generate
         from mlx_lm.sample_utils import make_sampler
@@ -85,7 +119,7 @@ class MlxModel(LoadedBase):
             self.tokenizer.eos_token_ids = set()
         try:
             for r in stream_generate(self.model, self.tokenizer, ids, max_tokens=max_tokens,
-                                     sampler=sampler):
+                                     sampler=sampler, **self._kv_args(kv)):
                 if r.finish_reason == "stop":
                     break
                 yield r.text, 1
@@ -107,6 +141,32 @@ class MlxModel(LoadedBase):
         self.model = None
         gc.collect()
         mx.clear_cache()
+
+
+class MlxRun(ContextRun):
+    def __init__(self, owner, kv, cache, tokens, next_logits):
+        super().__init__(kv, tokens, next_logits, _fp_bits(cache))
+        self.owner, self.cache = owner, cache
+
+    def _forward(self, ids):
+        import mlx.core as mx
+        import numpy as np
+        logits = self.owner.model(mx.array([ids]), cache=self.cache)[0].astype(mx.float32)
+        return np.array(logits)
+
+    def kv_bytes(self):
+        return sum(c.nbytes for c in self.cache)
+
+    def close(self):
+        self.cache = None
+
+
+def _fp_bits(cache):
+    """Bits of the dtype keys are computed in: the arrays of an fp16 cache, the scales of a
+    quantized one."""
+    keys = cache[0].keys
+    arr = keys[1] if isinstance(keys, (tuple, list)) else keys
+    return arr.dtype.size * 8
 
 
 def _config_quant(folder):

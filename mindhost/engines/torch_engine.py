@@ -2,7 +2,8 @@
 
 On a CPU the weights compute in float32 (half-precision matmuls are slow
 there); on CUDA in float16. Decoding is a plain loop over the KV cache, so
-streaming costs nothing beyond the model's own forward passes.
+streaming costs nothing beyond the model's own forward passes. A quantized
+KV cache is transformers' ``QuantizedLayer`` with our quantizer (torch_kv.py).
 """
 import gc
 import json
@@ -10,7 +11,8 @@ import time
 from pathlib import Path
 
 from . import EngineError, register
-from .base import Detokenizer, EngineBase, LoadedBase
+from .base import ContextRun, Detokenizer, EngineBase, LoadedBase
+from .kv import KV_NBITS, RESIDUAL, group_size
 
 
 @register
@@ -28,8 +30,8 @@ class TorchEngine(EngineBase):
         import torch
         return "cuda" if torch.cuda.is_available() else "cpu"
 
-    def load(self, folder, device=None, dtype=None):
-        return TorchModel(self, Path(folder), device or self.device(), dtype)
+    def load(self, folder, device=None, dtype=None, kv="fp16"):
+        return TorchModel(self, Path(folder), device or self.device(), dtype, kv)
 
     def quantize(self, src, dest, bits=8, progress=None):
         if bits != 8:
@@ -40,8 +42,8 @@ class TorchEngine(EngineBase):
 
 
 class TorchModel(LoadedBase):
-    def __init__(self, engine, folder, device, dtype=None):
-        super().__init__(folder)
+    def __init__(self, engine, folder, device, dtype=None, kv="fp16"):
+        super().__init__(folder, kv)
         import torch
         from safetensors import SafetensorError
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -77,7 +79,7 @@ class TorchModel(LoadedBase):
     def _decode(self, ids):
         return self.tokenizer.decode(ids, skip_special_tokens=True)
 
-    def _stream_ids(self, ids, max_tokens, temperature, top_p, seed, ignore_eos):
+    def _stream_ids(self, ids, max_tokens, temperature, top_p, seed, ignore_eos, kv):
         import torch
         gen = torch.Generator(device=self.device)
         if seed is not None:
@@ -85,7 +87,8 @@ class TorchModel(LoadedBase):
         detok = Detokenizer(self._decode)
         with torch.inference_mode():
             inp = torch.tensor([ids], device=self.device)
-            out = self.model(input_ids=inp, use_cache=True, logits_to_keep=1)
+            out = self.model(input_ids=inp, past_key_values=self.new_cache(kv), use_cache=True,
+                             logits_to_keep=1)
             for i in range(max_tokens):
                 nxt = _pick(out.logits[0, -1], temperature, top_p, gen)
                 if nxt in self.eos and not ignore_eos:
@@ -103,6 +106,45 @@ class TorchModel(LoadedBase):
             out = self.model(input_ids=torch.tensor([ids], device=self.device))
         return out.logits[0].float().cpu().numpy()
 
+    # -- KV caches ------------------------------------------------------------
+    def new_cache(self, kv):
+        from transformers.cache_utils import DynamicCache
+        config = self.model.config
+        if kv == "fp16":
+            return DynamicCache(config=config)
+        from .torch_kv import AffineQuantizedCache
+        text = config.get_text_config(decoder=True)
+        head_dim = getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads
+        group = group_size(head_dim)        # a SettingsError says what to do
+        try:
+            return AffineQuantizedCache(config, KV_NBITS[kv], group, RESIDUAL["torch"])
+        except ValueError as e:
+            raise EngineError(f"the torch engine cannot hold a {kv} KV cache for {self.folder}: "
+                              f"{e}") from e
+
+    def prefill(self, ids, kvs=("fp16",)):
+        """One forward pass for all ``kvs``: a quantized cache's first update quantizes what the
+        prefill computed and attends unquantized, so each cache equals a prefill of its own."""
+        import torch
+        kvs = list(dict.fromkeys(kvs))
+        first = "fp16" if "fp16" in kvs or len(kvs) > 1 else kvs[0]
+        cache = self.new_cache(first)
+        with torch.inference_mode():
+            out = self.model(input_ids=torch.tensor([[int(i) for i in ids]], device=self.device),
+                             past_key_values=cache, use_cache=True, logits_to_keep=1)
+            logits = out.logits[0, -1].float().cpu().numpy()
+            runs = {}
+            for kv in kvs:
+                if kv == first:
+                    continue
+                quantized = self.new_cache(kv)
+                for i, layer in enumerate(cache.layers):
+                    quantized.update(layer.keys, layer.values, i)
+                runs[kv] = TorchRun(self, kv, quantized, len(ids), logits.copy())
+        if first in kvs:
+            runs[first] = TorchRun(self, first, cache, len(ids), logits)
+        return {kv: runs[kv] for kv in kvs}
+
     def memory_bytes(self):
         if self.quantized:
             from .int8 import int8_nbytes
@@ -115,6 +157,45 @@ class TorchModel(LoadedBase):
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
+
+
+class TorchRun(ContextRun):
+    def __init__(self, owner, kv, cache, tokens, next_logits):
+        super().__init__(kv, tokens, next_logits, _bits(owner.dtype))
+        self.owner, self.cache = owner, cache
+
+    def _forward(self, ids):
+        import torch
+        with torch.inference_mode():
+            out = self.owner.model(input_ids=torch.tensor([ids], device=self.owner.device),
+                                   past_key_values=self.cache, use_cache=True)
+        return out.logits[0].float().cpu().numpy()
+
+    def kv_bytes(self):
+        return cache_bytes(self.cache)
+
+    def close(self):
+        self.cache = None
+
+
+def cache_bytes(cache) -> int:
+    """What a transformers cache holds: full-precision tensors, quantized codes, scales, biases."""
+    import torch
+
+    def size(x):
+        if torch.is_tensor(x):
+            return x.numel() * x.element_size()
+        if isinstance(x, dict):
+            return sum(size(v) for v in x.values())
+        if isinstance(x, (tuple, list)):
+            return sum(size(v) for v in x)
+        return 0
+    return sum(size(getattr(layer, name, None)) for layer in cache.layers
+               for name in ("keys", "values", "_quantized_keys", "_quantized_values"))
+
+
+def _bits(dtype) -> int:
+    return dtype.itemsize * 8
 
 
 def _pick(logits, temperature, top_p, gen):

@@ -1,0 +1,133 @@
+"""The quantized KV cache in both engines: it generates, it costs what the planner says,
+its KL against fp16 is small and ordered (q4 >= q8), and bad settings are refused."""
+import numpy as np
+import pytest
+import torch
+
+from image.errors import SettingsError
+from mindhost.budget import PRESETS, plan, shape_from_config
+from mindhost.engines import get_engine
+from mindhost.engines.kv import bits_per_element, check_kv, group_size
+from mindhost.engines.torch_kv import AffineQuantizedLayer
+from mindhost.quant_report import kl_and_agreement
+
+KVS = ("fp16", "q8", "q4")
+
+
+def _log_softmax(x):
+    x = x - x.max(axis=1, keepdims=True)
+    return x - np.log(np.exp(x).sum(axis=1, keepdims=True))
+
+
+# mlx allocates its cache 256 tokens at a time: a multiple of 256 is held exactly
+@pytest.mark.parametrize("engine,tokens", [("torch", 512), ("mlx", 256)])
+def test_each_kv_generates_costs_the_planned_bytes_and_q4_loses_more(tiny_llama_kv, engine,
+                                                                     tokens):
+    model = get_engine(engine).load(tiny_llama_kv)
+    rng = np.random.default_rng(0)
+    ctx = [int(i) for i in rng.integers(100, 40000, tokens)]
+    cont = [int(i) for i in rng.integers(100, 40000, 24)]
+    shape = shape_from_config(tiny_llama_kv)
+    try:
+        runs = model.prefill(ctx, KVS)
+        dist = {}
+        for kv, run in runs.items():
+            planned = shape.kv_bytes_per_token(kv, run.fp_bits) * tokens
+            assert abs(run.kv_bytes() / planned - 1) < 0.05, (kv, run.kv_bytes(), planned)
+            dist[kv] = _log_softmax(np.vstack([run.next_logits[None], run.feed(cont[:-1])]))
+            assert run.tokens == tokens + len(cont) - 1
+        kl = {kv: kl_and_agreement(dist["fp16"], dist[kv])[0].mean() for kv in ("q8", "q4")}
+        assert 0 < kl["q8"] < 1e-3 and 0 < kl["q4"] < 1e-2, kl
+        assert kl["q4"] >= kl["q8"], kl
+        assert runs["q4"].kv_bytes() < runs["q8"].kv_bytes() < runs["fp16"].kv_bytes()
+        for kv in KVS:
+            text = model.generate("The quick brown fox", max_tokens=6, ignore_eos=True, kv=kv)
+            assert text and model.last_stats["tokens"] == 6 and model.last_stats["kv"] == kv
+    finally:
+        model.unload()
+
+
+def test_torch_shares_one_prefill_and_gets_what_a_prefill_of_its_own_gets(tiny_llama_kv):
+    """Its quantized cache's first update quantizes what the prefill computed, so one forward
+    pass can serve every precision: the same logits, bit for bit, as a cache of its own."""
+    model = get_engine("torch").load(tiny_llama_kv)
+    rng = np.random.default_rng(1)
+    ctx = [int(i) for i in rng.integers(100, 40000, 301)]        # odd: 4-bit packing copes
+    cont = [int(i) for i in rng.integers(100, 40000, 8)]
+    shared = model.prefill(ctx, KVS)
+    for kv in ("q8", "q4"):
+        own = model.prefill(ctx, (kv,))[kv]
+        assert np.array_equal(shared[kv].feed(cont), own.feed(cont))
+        assert shared[kv].kv_bytes() == own.kv_bytes()
+    # and the generation path (stream) uses the precision asked for
+    made = []
+    real = model.new_cache
+    model.new_cache = lambda kv: made.append(kv) or real(kv)
+    model.generate("Hello", max_tokens=2, kv="q4")
+    model.generate("Hello", max_tokens=2)
+    assert made == ["q4", "fp16"]
+    model.unload()
+
+
+def test_the_unquantized_tail_is_folded_in_when_full(tiny_llama_kv):
+    """transformers' QuantizedLayer keeps the newest tokens unquantized up to its residual
+    length (128), then quantizes them too: the bytes held fall back to the planned figure."""
+    model = get_engine("torch").load(tiny_llama_kv)
+    shape = shape_from_config(tiny_llama_kv)
+    run = model.prefill(list(range(100, 356)), ("q8",))["q8"]
+    per_token = shape.kv_bytes_per_token("q8", run.fp_bits)
+    assert run.kv_bytes() == per_token * 256
+    run.feed(list(range(400, 500)))                      # 100 tokens wait unquantized
+    full = shape.kv_bytes_per_token("fp16", run.fp_bits)
+    assert run.kv_bytes() == per_token * 256 + full * 100
+    run.feed(list(range(500, 528)))                      # the tail reaches 128: folded in
+    assert run.kv_bytes() == per_token * 384
+    model.unload()
+
+
+@pytest.mark.parametrize("bits", [8, 4])
+@pytest.mark.parametrize("tokens", [1, 5, 64])
+def test_the_affine_quantizer_round_trips_within_half_a_step(bits, tokens):
+    layer = AffineQuantizedLayer(nbits=bits, axis_key=-1, axis_value=-1, q_group_size=64,
+                                 residual_length=128)
+    torch.manual_seed(bits * 100 + tokens)
+    x = torch.randn(1, 3, tokens, 128) * 3
+    x[..., 7] *= 40                                       # an outlier channel
+    q = layer._quantize(x, axis=-1)
+    back = layer._dequantize(q)
+    assert back.shape == x.shape and back.dtype == x.dtype
+    groups = x.reshape(1, 3, tokens, 2, 64)
+    step = (groups.amax(-1) - groups.amin(-1)) / (2 ** bits - 1)
+    err = (back - x).abs().reshape(1, 3, tokens, 2, 64).amax(-1)
+    assert bool((err <= step / 2 + 1e-5).all())
+    codes, scale, bias, _ = q
+    assert codes.dtype == torch.uint8 and codes.shape[-1] == 64 * bits // 8   # 4-bit: 2 a byte
+    assert scale.shape == bias.shape == (1, 3, tokens, 2, 1)
+
+
+def test_planner_bytes_are_the_engines_format():
+    """8.5 / 4.5 bits per element with float16 compute (the owner's Mac, CUDA); 9 / 5 with
+    the float32 a CPU computes in."""
+    assert bits_per_element("q8", 16, 64) == 8.5 and bits_per_element("q4", 16, 64) == 4.5
+    assert bits_per_element("q8", 32, 64) == 9.0 and bits_per_element("fp16", 32) == 32
+    hermes = PRESETS["hermes-4-70b"]
+    assert hermes.kv_bytes_per_token("q8") == 2 * 80 * 8 * 128 * 8.5 / 8 == 174_080
+    assert hermes.kv_bytes_per_token("q4") == 2 * 80 * 8 * 128 * 4.5 / 8
+    b = plan("mistral-large-2:fp16", "hermes-4-70b:q8", context=131072,
+             kv={"orai": "fp16", "hermes": "q4"}, ram=512 * 2**30)
+    assert b["minds"]["hermes"]["kv"] == "q4" and b["minds"]["orai"]["kv"] == "fp16"
+    assert b["minds"]["hermes"]["kv_bytes"] == hermes.kv_bytes_per_token("q4") * 131072
+
+
+def test_bad_kv_settings_are_refused_with_what_to_do(tiny_llama):
+    with pytest.raises(SettingsError, match="use one of fp16, q8, q4"):
+        check_kv("q5")
+    with pytest.raises(SettingsError, match="divisible by 32.*kv fp16"):
+        group_size(16)
+    model = get_engine("torch").load(tiny_llama)          # heads 16 wide
+    with pytest.raises(SettingsError, match="divisible by 32"):
+        model.generate("Hello", max_tokens=2, kv="q8")
+    with pytest.raises(SettingsError, match="use one of"):
+        model.generate("Hello", max_tokens=2, kv="int3")
+    assert model.generate("Hello", max_tokens=2, ignore_eos=True)   # fp16 still serves
+    model.unload()
