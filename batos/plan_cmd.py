@@ -24,11 +24,11 @@ def add_arguments(p):
     p.add_argument("--hermes", default="hermes-4-70b:q8", metavar="MODEL[:PREC]",
                    help="Hermes's model, as --orai (default hermes-4-70b:q8)")
     p.add_argument("--context", type=int, default=131072, help="tokens of context per mind (default 131072)")
-    p.add_argument("--kv", default="fp16", metavar="KV",
+    p.add_argument("--kv", default=None, metavar="KV",
                    help="KV cache precision: fp16, q8 or q4 for both minds, or per mind like "
                         "hermes=q8 (the other stays fp16); the bytes per token are the engines' "
                         "own format: 8.5 and 4.5 bits per element with float16 compute "
-                        "(default fp16)")
+                        "(default: each mind's kv setting in the image, else fp16)")
     p.add_argument("--ram", help="machine memory, e.g. 512G (binary) or 500GB (default: this machine)")
     p.add_argument("--reserve", help="memory kept for the OS and everything else "
                                      "(default: 10%% of RAM, at least 8GB)")
@@ -44,7 +44,7 @@ def add_arguments(p):
 def cmd_plan(args):
     ram = parse_size(args.ram) if args.ram else machine_ram()
     reserve = parse_size(args.reserve) if args.reserve else None
-    kv = parse_kv(args.kv)
+    kv = parse_kv(args.kv) if args.kv else image_kv(getattr(args, "image", None))
     budget = plan(args.orai, args.hermes, context=args.context, kv=kv, ram=ram, reserve=reserve)
     extra = what_q8_buys(args.hermes, args.context)
     night = _night(args, ram, reserve)
@@ -87,6 +87,22 @@ def parse_kv(text) -> dict:
             raise PlanError(f"--kv {text!r}: {mind.strip()!r} is not a mind (orai, hermes)")
         out[mind.strip()] = kv.strip()
     return out
+
+
+def image_kv(image) -> dict:
+    """Each mind's ``engine.kv`` setting in the image, or fp16 where there is none to read."""
+    from image import ImageError, open_image, resolve
+    from mindhost.settings import engine_of
+    kv = {"orai": "fp16", "hermes": "fp16"}
+    try:
+        loc = resolve(image)
+        if loc.kind == "memory":
+            return kv
+        with open_image(loc, read_only=True) as img, img.view() as root:
+            kv |= {m: engine_of(root[m]).kv for m in kv if m in root}
+    except (ImageError, OSError):
+        pass            # no image yet (or a locked one): plan at fp16, as without one
+    return kv
 
 
 def _night(args, ram, reserve):

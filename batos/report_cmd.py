@@ -108,8 +108,9 @@ def add_context_arguments(p):
                    "512, 1024, ... up to the model's limit; 8k for the bundled model)")
     p.add_argument("--depths", metavar="D,D,...", default="0.1,0.5,0.9",
                    help="where the needle sits, 0 (start) to 1 (end) (default 0.1,0.5,0.9)")
-    p.add_argument("--continuation", type=int, default=64, metavar="N",
-                   help="tokens of the text after each context that KL is scored on (default 64)")
+    p.add_argument("--continuation", type=int, default=128, metavar="N",
+                   help="tokens of the text after each context that KL is scored on "
+                        "(default 128)")
     p.add_argument("--kv", metavar="KV,KV", default="fp16,q8,q4",
                    help="KV cache precisions (default fp16,q8,q4; fp16 is the reference)")
     p.add_argument("--seed", type=int, default=None,

@@ -8,6 +8,7 @@ decoding tokens/s at that length; and the KV bytes the cache really holds
 against the planner's figure for the same format. One model is loaded at a
 time, so a 70B mind needs the memory of one, not two.
 """
+import logging
 import random
 import time
 
@@ -21,6 +22,7 @@ from .quant_report import kl_and_agreement
 WEIGHTS = ("master", "runtime")
 LABELS = {"master": "FP16 master", "runtime": "Q8 runtime"}
 ANSWER_TOKENS = 12
+log = logging.getLogger(__name__)
 
 
 def default_lengths(limit, continuation):
@@ -33,7 +35,7 @@ def default_lengths(limit, continuation):
     return out + [top]
 
 
-def measure(engine, folders, *, doc_ids=None, text=None, lengths, depths, continuation=64,
+def measure(engine, folders, *, doc_ids=None, text=None, lengths, depths, continuation=128,
             seed=0, kvs=KV_CHOICES, progress=None) -> dict:
     """``folders``: {"master": path, "runtime": path}. Returns the report as plain data."""
     shape = shape_from_config(folders["master"])
@@ -66,6 +68,8 @@ def measure(engine, folders, *, doc_ids=None, text=None, lengths, depths, contin
                         "needles": n["needles"], "tokens_per_s": n["tokens_per_s"],
                         "kv_bytes": s["kv_bytes"], "planned_kv_bytes": planned,
                         "kv_ratio": s["kv_bytes"] / planned})
+                log.info("%s at %d tokens measured", weights, length,
+                         extra={"event": "context_length", "weights": weights, "length": length})
                 if progress:
                     progress(1)
             for kv in kvs:
@@ -167,7 +171,8 @@ def plot(report, path):
     axes[0].legend(fontsize=7)
     axes[1].legend(fontsize=7)
     fig.suptitle(f"{report.get('mind', '')}: long context on {report.get('text_source', '')} "
-                 f"({report['engine']} engine)")
+                 f"({report['engine']} engine; needles seeded {report['seed']}; equal curves "
+                 "overlap)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

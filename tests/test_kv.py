@@ -131,3 +131,28 @@ def test_bad_kv_settings_are_refused_with_what_to_do(tiny_llama):
         model.generate("Hello", max_tokens=2, kv="int3")
     assert model.generate("Hello", max_tokens=2, ignore_eos=True)   # fp16 still serves
     model.unload()
+
+
+def test_report_measures_on_mlx_too(tiny_llama_kv, tmp_path):
+    """The context report's path on the mlx engine: its own 8-bit runtime, its quantized
+    cache, a needle prompt; the shape of what it returns and the bytes it held."""
+    from zope.interface.verify import verifyObject
+
+    from mindhost import context_report, needle
+    from mindhost.engines.interfaces import IContextRun
+    engine = get_engine("mlx")
+    engine.quantize(tiny_llama_kv, tmp_path / "q8")
+    text, _ = needle.python_reference()
+    r = context_report.measure(engine, {"master": tiny_llama_kv, "runtime": tmp_path / "q8"},
+                               text=text, lengths=[256], depths=[0.5], continuation=16, seed=1)
+    assert [(c["weights"], c["kv"]) for c in r["combos"]] == [
+        (w, k) for w in ("master", "runtime") for k in KVS]
+    for c in r["combos"]:
+        (row,) = c["by_length"]
+        assert abs(row["kv_ratio"] - 1) < 0.05 and row["tokens_per_s"] > 0
+        assert len(row["needles"]) == 1 and 0 <= row["needle_recall"] <= 1
+        assert row["kl_mean"] == 0 if c["reference"] else row["kl_mean"] > 0
+    model = engine.load(tiny_llama_kv)
+    run = model.prefill(list(range(100, 164)), ("q4",))["q4"]
+    verifyObject(IContextRun, run)
+    model.unload()

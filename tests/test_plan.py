@@ -146,3 +146,17 @@ def test_batos_plan_prints_the_night_and_refuses_what_does_not_fit():
     assert "the night, one step at a time" in ok.stdout and "every night step fits" in ok.stdout
     bad = run_batos("plan", "--ram", "300G", "--engine", "mlx")
     assert bad.returncode == 1 and "train does not fit" in bad.stdout
+
+
+def test_plan_reads_each_minds_kv_setting_from_the_image(folder_image, image_dir, tmp_path):
+    from batos.plan_cmd import image_kv, parse_kv
+    with folder_image.transaction() as conn:
+        conn.root()["hermes"].engine["kv"] = "q4"
+    folder_image.close()
+    assert image_kv(str(image_dir)) == {"orai": "fp16", "hermes": "q4"}
+    assert image_kv(str(tmp_path / "no-image-here")) == {"orai": "fp16", "hermes": "fp16"}
+    assert not (tmp_path / "no-image-here").exists()            # looking creates nothing
+    assert parse_kv("q8") == {"orai": "q8", "hermes": "q8"}
+    assert parse_kv("hermes=q8") == {"orai": "fp16", "hermes": "q8"}
+    with pytest.raises(ValueError, match="not a mind"):
+        parse_kv("athena=q8")
