@@ -26,10 +26,11 @@ log = logging.getLogger(__name__)
 
 
 def default_lengths(limit, continuation):
-    """512, 1024, ... and last the model's limit less the continuation and the answer."""
+    """512, 1024, ... and last the model's limit less the continuation and the answer (a
+    power of two within a quarter of that is left out: it would measure the same)."""
     top = limit - continuation - ANSWER_TOKENS
     out, n = [], 512
-    while n < top:
+    while n * 1.25 < top:
         out.append(n)
         n *= 2
     return out + [top]

@@ -115,19 +115,15 @@ def smol_master(model_store):
     return import_model(bundled_gguf(), model_store)
 
 
-@pytest.fixture(scope="session")
-def tiny_llama(tmp_path_factory, smol_master):
-    """A 2-layer Llama with random weights (a few MB), built here, with SmolLM2's tokenizer."""
+def _random_llama(out, smol_master, **shape):
+    """A 2-layer Llama with random weights (float16), with SmolLM2's tokenizer."""
     import shutil
 
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
-    out = tmp_path_factory.mktemp("tiny-llama") / "tiny"
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=49152, hidden_size=64, intermediate_size=128,
-                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                         max_position_embeddings=512, tie_word_embeddings=True,
-                         bos_token_id=1, eos_token_id=2, rope_theta=10000.0)
+    config = LlamaConfig(vocab_size=49152, num_hidden_layers=2, tie_word_embeddings=True,
+                         bos_token_id=1, eos_token_id=2, rope_theta=10000.0, **shape)
     LlamaForCausalLM(config).to(torch.float16).save_pretrained(out)
     src = Path(smol_master["path"])
     for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
@@ -136,27 +132,20 @@ def tiny_llama(tmp_path_factory, smol_master):
     from mindhost.engines.convert import fix_rope_theta
     fix_rope_theta(out)
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory, smol_master):
+    """A 2-layer Llama with random weights (a few MB), built here, with SmolLM2's tokenizer."""
+    return _random_llama(tmp_path_factory.mktemp("tiny-llama") / "tiny", smol_master,
+                         hidden_size=64, intermediate_size=128, num_attention_heads=4,
+                         num_key_value_heads=2, max_position_embeddings=512)
 
 
 @pytest.fixture(scope="session")
 def tiny_llama_kv(tmp_path_factory, smol_master):
-    """A 2-layer random Llama with a head dimension of 64, which a quantized KV cache needs
-    (mlx quantizes in groups of 32 or more; ``tiny_llama``'s heads are 16 wide)."""
-    import shutil
-
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-    out = tmp_path_factory.mktemp("tiny-llama-kv") / "tiny"
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=49152, hidden_size=128, intermediate_size=256,
-                         num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
-                         max_position_embeddings=2048, tie_word_embeddings=True,
-                         bos_token_id=1, eos_token_id=2, rope_theta=10000.0)
-    LlamaForCausalLM(config).to(torch.float16).save_pretrained(out)
-    src = Path(smol_master["path"])
-    for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
-        if (src / name).exists():
-            shutil.copy(src / name, out / name)
-    from mindhost.engines.convert import fix_rope_theta
-    fix_rope_theta(out)
-    return out
+    """The same with a head dimension of 64, which a quantized KV cache needs (mlx quantizes
+    in groups of 32 or more; ``tiny_llama``'s heads are 16 wide)."""
+    return _random_llama(tmp_path_factory.mktemp("tiny-llama-kv") / "tiny", smol_master,
+                         hidden_size=128, intermediate_size=256, num_attention_heads=2,
+                         num_key_value_heads=1, max_position_embeddings=2048)

@@ -156,3 +156,38 @@ def test_report_measures_on_mlx_too(tiny_llama_kv, tmp_path):
     run = model.prefill(list(range(100, 164)), ("q4",))["q4"]
     verifyObject(IContextRun, run)
     model.unload()
+
+
+def test_long_texts_come_from_a_file_or_the_longest_document_of_a_corpus(mem_image, tmp_path):
+    from types import SimpleNamespace
+
+    from memory.corpus import create_corpus
+    from mindhost import needle
+    text, source = needle.python_reference()
+    assert len(text) > 400_000 and "pydoc_data" in source
+    with pytest.raises(needle.TextError, match="cannot read"):
+        needle.file_text(tmp_path / "missing.txt")
+    (tmp_path / "empty.txt").write_text("  \n")
+    with pytest.raises(needle.TextError, match="empty"):
+        needle.file_text(tmp_path / "empty.txt")
+    with mem_image.transaction() as conn:
+        corpus = create_corpus(conn.root(), "docs", "test", 2, 64)
+        vec = np.zeros(2, dtype=np.float32)
+        for path, parts in (("a.txt", ["short"]), ("b.txt", ["second half", "first half"])):
+            drafts = [SimpleNamespace(text=t, vector=vec, start=10 * (len(parts) - i), end=0,
+                                      title=path) for i, t in enumerate(parts)]
+            corpus.replace_source(path, {"sha256": "", "size": 0}, drafts)
+    with mem_image.view() as root:
+        assert needle.corpus_text(root, "docs") == ("first half\nsecond half", "corpus docs: b.txt")
+        with pytest.raises(Exception, match="no corpus named 'nope'"):
+            needle.corpus_text(root, "nope")
+
+
+def test_needles_are_seeded_and_the_lengths_reach_the_limit():
+    from mindhost.context_report import default_lengths
+    from mindhost.needle import make_needle
+    assert make_needle(1, 512, 0.5) == make_needle(1, 512, 0.5)
+    codes = {make_needle(s, 512, 0.5).code for s in range(20)}
+    assert len(codes) > 15 and all(len(c) == 5 for c in codes)
+    assert default_lengths(8192, 128) == [512, 1024, 2048, 4096, 8052]
+    assert default_lengths(600, 64) == [524]

@@ -159,6 +159,11 @@ def test_report_context_hermes(inited):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     bad = run_batos("report", "context", "hermes", "--lengths", "9000", env=env)
     assert bad.returncode == 2 and "must be from 64 to" in bad.stderr and "8192" in bad.stderr
+    for args, says in ((("--text", tmp / "missing.txt"), "cannot read the text"),
+                       (("--depths", "0.5,2"), "from 0 to 1"), (("--kv", "q3"), "use one of"),
+                       (("--lengths", "512,abc"), "comma-separated")):
+        bad = run_batos("report", "context", "hermes", *args, env=env)
+        assert bad.returncode == 2 and says in bad.stderr, (args, bad.stderr)
 
 
 def test_kv_setting_is_shown_and_used_by_ask(inited):
