@@ -167,10 +167,11 @@ def plot(report, path):
     ticks = report["lengths"]
     for ax in axes:
         ax.set_xscale("log", base=2)
-        ax.set_xticks(ticks, [f"{n / 1024:g}k" if n >= 1024 else str(n) for n in ticks])
+        ax.set_xticks(ticks, [f"{n / 1024:.1f}k".replace(".0k", "k") if n >= 1024 else str(n)
+                              for n in ticks])
         ax.minorticks_off()
-    axes[0].legend(fontsize=7)
-    axes[1].legend(fontsize=7)
+    axes[0].legend(fontsize=7, handlelength=3.5)
+    axes[1].legend(fontsize=7, handlelength=3.5)
     fig.suptitle(f"{report.get('mind', '')}: long context on {report.get('text_source', '')} "
                  f"({report['engine']} engine; needles seeded {report['seed']}; equal curves "
                  "overlap)")
