@@ -157,6 +157,11 @@ def test_report_context_hermes(inited):
     assert all(a["kv_bytes"] > b["kv_bytes"] for a, b in zip(q8, q4))
     assert r["kv_format"]["bits_per_element"]["q8"] == 8 + 2 * r["kv_format"]["compute_bits"] / 64
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    table = run_batos("report", "context", "hermes", "--lengths", "128", "--depths", "0.5",
+                      "--continuation", "8", "--kv", "q8", "--png", tmp / "c2.png", env=env,
+                      check=True, timeout=300).stdout
+    assert "KL mean" in table and "needles" in table and "bits per element" in table
+    assert "ref" in table and "q8" in table
     bad = run_batos("report", "context", "hermes", "--lengths", "9000", env=env)
     assert bad.returncode == 2 and "must be from 64 to" in bad.stderr and "8192" in bad.stderr
     for args, says in ((("--text", tmp / "missing.txt"), "cannot read the text"),
