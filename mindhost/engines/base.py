@@ -83,7 +83,6 @@ class LoadedBase:
         chosen = dist[np.arange(len(c)), tokens]
         return (tokens, chosen, dist) if full else (tokens, chosen)
 
-
     # -- long contexts --------------------------------------------------------
     def prefill(self, ids, kvs=("fp16",)):
         """``{kv: IContextRun}``: ``ids`` prefilled into a cache of each precision."""
