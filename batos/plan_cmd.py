@@ -99,7 +99,11 @@ def image_kv(image) -> dict:
         if loc.kind == "memory":
             return kv
         with open_image(loc, read_only=True) as img, img.view() as root:
-            kv |= {m: engine_of(root[m]).kv for m in kv if m in root}
+            for m in [m for m in kv if m in root]:
+                try:
+                    kv[m] = engine_of(root[m]).kv
+                except ImageError:      # its settings are bad: `batos mind show` says so
+                    pass
     except (ImageError, OSError):
         pass            # no image yet (or a locked one): plan at fp16, as without one
     return kv

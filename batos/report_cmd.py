@@ -126,7 +126,7 @@ def cmd_context(args):
     from mindhost import context_report, needle
     from mindhost.engines import get_engine
     from mindhost.engines.kv import check_kv
-    kvs = ["fp16"] + [check_kv(k) for k in _items(args.kv, str) if k != "fp16"]
+    kvs = list(dict.fromkeys(["fp16"] + [check_kv(k) for k in _items(args.kv, str)]))
     depths = _items(args.depths, float)
     if not depths or any(not 0 <= d <= 1 for d in depths):
         raise ValueError(f"--depths {args.depths!r}: give numbers from 0 to 1, like 0.1,0.5,0.9")
@@ -145,18 +145,26 @@ def cmd_context(args):
             master_dir, runtime_dir, runtime_name):
         limit = _context_limit(master_dir)
         top = limit - args.continuation - context_report.ANSWER_TOKENS
-        lengths = (_items(args.lengths, int) if args.lengths
-                   else context_report.default_lengths(limit, args.continuation))
+        # tokenized before any model loads: a text too short fails in seconds, not after a load
+        doc_ids = context_report.tokenize(master_dir, text)
+        room = len(doc_ids) - args.continuation
+        if room < 64:
+            raise needle.TextError(f"the text has {len(doc_ids)} tokens; it needs at least "
+                                   f"{64 + args.continuation}: give a longer --text")
+        lengths = (_items(args.lengths, int) if args.lengths else
+                   [n for n in context_report.default_lengths(limit, args.continuation)
+                    if n <= room] or [min(top, room)])
         bad = [n for n in lengths if not 64 <= n <= top]
         if not lengths or bad:
             raise ValueError(f"--lengths: {', '.join(map(str, bad)) or 'none given'}; each must "
                              f"be from 64 to {top} ({master['record']['name']} takes {limit} "
                              f"tokens, less the {args.continuation}-token continuation and "
                              "the answer)")
+        context_report.check_room(doc_ids, lengths, args.continuation)
         with _steps(f"{args.mind}: long context, {len(lengths)} lengths x 2 models",
                     2 * len(lengths), not args.json) as advance:
             report = context_report.measure(
-                engine, {"master": master_dir, "runtime": runtime_dir}, text=text,
+                engine, {"master": master_dir, "runtime": runtime_dir}, doc_ids=doc_ids,
                 lengths=sorted(lengths), depths=depths, continuation=args.continuation,
                 seed=seed, kvs=kvs, progress=advance)
     report |= {"mind": args.mind, "master": master["record"]["name"], "runtime": runtime_name,
@@ -171,7 +179,7 @@ def cmd_context(args):
 
 def _items(text, kind):
     try:
-        return [kind(x) for x in str(text).split(",") if x.strip()]
+        return [kind(x.strip()) for x in str(text).split(",") if x.strip()]
     except ValueError:
         raise ValueError(f"cannot read {text!r}: give a comma-separated list") from None
 

@@ -18,6 +18,8 @@ import json
 import os
 from pathlib import Path
 
+from image.errors import SettingsError
+
 from .engines.kv import KV_CHOICES, bits_per_element, group_size
 
 BITS = {"fp32": 32.0, "fp16": 16.0, "bf16": 16.0, "q8": 8.5, "q4": 4.5}
@@ -165,7 +167,10 @@ def what_q8_buys(hermes: str, context: int) -> dict:
     shape, _ = parse_model(hermes)
     fp16 = mind_budget(shape, "fp16", context, "fp16")
     q8 = mind_budget(shape, "q8", context, "fp16")
-    kv = {k: mind_budget(shape, "q8", context, k)["kv_bytes"] for k in KV_CHOICES}
+    try:
+        kv = {k: mind_budget(shape, "q8", context, k)["kv_bytes"] for k in KV_CHOICES}
+    except SettingsError:           # heads too narrow to quantize: the cache stays fp16
+        kv = dict.fromkeys(KV_CHOICES, q8["kv_bytes"])
     return {"weights_saved_bytes": fp16["weights_bytes"] - q8["weights_bytes"],
             "kv_saved_bytes": kv["fp16"] - kv["q8"], "kv_q4_saved_bytes": kv["fp16"] - kv["q4"]}
 

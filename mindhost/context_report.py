@@ -6,7 +6,8 @@ token of the text's continuation, against the FP16 master with an fp16 cache
 recall over depths (a seeded code hidden in the text, asked for after it);
 decoding tokens/s at that length; and the KV bytes the cache really holds
 against the planner's figure for the same format. One model is loaded at a
-time, so a 70B mind needs the memory of one, not two.
+time, and one cache (on torch, a quantized one beside the fp16 one that
+its prefill shares), so a 70B mind needs the memory of one model, not two.
 """
 import logging
 import random
@@ -38,7 +39,11 @@ def default_lengths(limit, continuation):
 
 def measure(engine, folders, *, doc_ids=None, text=None, lengths, depths, continuation=128,
             seed=0, kvs=KV_CHOICES, progress=None) -> dict:
-    """``folders``: {"master": path, "runtime": path}. Returns the report as plain data."""
+    """``folders``: {"master": path, "runtime": path}; the text as ``doc_ids`` (see
+    ``tokenize``) or ``text``. Returns the report as plain data."""
+    kvs = list(dict.fromkeys(kvs))
+    if doc_ids is not None:
+        check_room(doc_ids, lengths, continuation)
     shape = shape_from_config(folders["master"])
     results, reference = [], {}
     for weights in WEIGHTS:
@@ -46,7 +51,7 @@ def measure(engine, folders, *, doc_ids=None, text=None, lengths, depths, contin
         try:
             if doc_ids is None:
                 doc_ids = model.prompt_ids(text)
-            _check_room(doc_ids, lengths, continuation)
+                check_room(doc_ids, lengths, continuation)
             fp_bits = None
             rows = {kv: [] for kv in kvs}
             for length in lengths:
@@ -92,7 +97,14 @@ def measure(engine, folders, *, doc_ids=None, text=None, lengths, depths, contin
             "measured": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 
 
-def _check_room(doc_ids, lengths, continuation):
+def tokenize(folder, text) -> list:
+    """The text's token ids by the model's own tokenizer, with no weights loaded (the ids
+    the engines' ``prompt_ids`` give)."""
+    from transformers import AutoTokenizer
+    return AutoTokenizer.from_pretrained(folder)(text, add_special_tokens=False)["input_ids"]
+
+
+def check_room(doc_ids, lengths, continuation):
     need = max(lengths) + continuation
     if len(doc_ids) < need:
         from .needle import TextError
@@ -103,9 +115,8 @@ def _check_room(doc_ids, lengths, continuation):
 
 def _score(model, ctx, cont, kvs):
     """Each cache's log-softmax rows over the continuation, and the bytes it holds."""
-    runs = model.prefill(ctx, kvs)
     out = {}
-    for kv, run in runs.items():
+    for kv, run in model.prefill(ctx, kvs):       # one cache at a time (torch: beside fp16)
         held = run.kv_bytes()
         logits = np.vstack([run.next_logits[None], run.feed(cont[:-1])]) if len(cont) > 1 \
             else run.next_logits[None]
@@ -122,14 +133,16 @@ def _needles(model, doc_ids, length, depths, seed, kvs):
         # a different stretch of the text per depth, so the haystacks are not one text
         start = random.Random(f"{seed}:{length}:{depth}").randrange(max(len(doc_ids) - length, 1))
         ids = needle_prompt(model, doc_ids, length, needle, start=start)
-        for kv, run in model.prefill(ids, kvs).items():
+        for kv, run in model.prefill(ids, kvs):
             answer = model.decode(run.greedy(ANSWER_TOKENS, stop=model.eos))
-            n = max(run.tokens - len(ids), 1)
-            speed[kv].append(n / run.decode_seconds if run.decode_seconds else 0.0)
+            n = run.tokens - len(ids)
+            if n and run.decode_seconds:        # an answer that ends at once times nothing
+                speed[kv].append(n / run.decode_seconds)
             found[kv].append({"depth": depth, "code": needle.code, "answer": answer.strip(),
                               "prompt_tokens": len(ids), "found": needle.code in answer})
             run.close()
-    return {kv: {"needles": found[kv], "tokens_per_s": float(np.median(speed[kv]))}
+    return {kv: {"needles": found[kv],
+                 "tokens_per_s": float(np.median(speed[kv])) if speed[kv] else 0.0}
             for kv in kvs}
 
 

@@ -85,9 +85,11 @@ class LoadedBase:
 
     # -- long contexts --------------------------------------------------------
     def prefill(self, ids, kvs=("fp16",)):
-        """``{kv: IContextRun}``: ``ids`` prefilled into a cache of each precision."""
+        """``(kv, IContextRun)`` pairs: ``ids`` prefilled into a cache of each precision, one
+        built only when the one before has been taken (close it first to hold one at a time)."""
         ids = [int(i) for i in ids]
-        return {kv: self._prefill(ids, check_kv(kv)) for kv in kvs}
+        for kv in dict.fromkeys(kvs):
+            yield kv, self._prefill(ids, check_kv(kv))
 
 
 @implementer(IContextRun)

@@ -73,12 +73,15 @@ class ILoadedModel(Interface):
         """
 
     def prefill(ids, kvs=("fp16",)):
-        """``{kv: IContextRun}``: the token ids prefilled into a KV cache of each precision.
+        """Yield ``(kv, IContextRun)``: the token ids prefilled into a KV cache of each
+        precision, the next built only when asked for, so a caller that closes each run
+        before taking the next holds one cache at a time.
 
         The runs are independent (feeding one never changes another). An engine may
         share one forward pass between them where that gives the same caches it would
         build one at a time (torch: its quantized cache quantizes what the prefill
-        computed and attends unquantized while prefilling)."""
+        computed and attends unquantized while prefilling; its fp16 cache then stays
+        beside each quantized one and is yielded last)."""
 
     def memory_bytes():
         """Bytes the weights take in memory."""

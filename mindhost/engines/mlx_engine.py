@@ -97,18 +97,29 @@ class MlxModel(LoadedBase):
     def _prefill(self, ids, kv):
         import mlx.core as mx
         import numpy as np
-        from mlx_lm.generate import maybe_quantize_kv_cache
         from mlx_lm.models.cache import make_prompt_cache
         cache = make_prompt_cache(self.model)
         opts = self._kv_args(kv)
         arr = mx.array(ids)
-        # as mlx-lm's generate_step: chunk by chunk, the cache quantized after each chunk
-        for i in range(0, len(ids), PREFILL_STEP):
-            logits = self.model(arr[None, i:i + PREFILL_STEP], cache=cache)[0, -1]
-            if opts:
-                maybe_quantize_kv_cache(cache, 0, opts["kv_group_size"], opts["kv_bits"])
-            mx.eval(logits, [c.state for c in cache])
+        # as mlx-lm's generate_step: all but the last token in chunks, the cache quantized
+        # after each; then the last token alone, against the quantized cache
+        for i in range(0, len(ids) - 1, PREFILL_STEP):
+            self.model(arr[None, i:min(i + PREFILL_STEP, len(ids) - 1)], cache=cache)
+            self._quantize_cache(cache, opts)
+            mx.eval([c.state for c in cache])
+        logits = self.model(arr[None, -1:], cache=cache)[0, -1]
+        self._quantize_cache(cache, opts)
+        mx.eval(logits, [c.state for c in cache])
         return MlxRun(self, kv, cache, len(ids), np.array(logits.astype(mx.float32)))
+
+    def _quantize_cache(self, cache, opts):
+        from mlx_lm.generate import maybe_quantize_kv_cache
+        if opts:
+            try:
+                maybe_quantize_kv_cache(cache, 0, opts["kv_group_size"], opts["kv_bits"])
+            except NotImplementedError as e:     # sliding-window layers: mlx-lm cannot
+                raise EngineError(f"the mlx engine cannot quantize {self.folder}'s KV cache "
+                                  f"({e}); use kv fp16 for it") from e
 
     def _stream_ids(self, ids, max_tokens, temperature, top_p, seed, ignore_eos, kv):
         import mlx.core as mx
@@ -126,6 +137,9 @@ class MlxModel(LoadedBase):
                 if r.finish_reason == "stop":
                     break
                 yield r.text, 1
+        except NotImplementedError as e:        # sliding-window layers: mlx-lm cannot
+            raise EngineError(f"the mlx engine cannot quantize {self.folder}'s KV cache ({e}); "
+                              "use kv fp16 for it") from e
         finally:
             self.tokenizer.eos_token_ids = saved
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from . import EngineError, register
 from .base import ContextRun, Detokenizer, EngineBase, LoadedBase
-from .kv import KV_NBITS, RESIDUAL, group_size
+from .kv import KV_NBITS, RESIDUAL, check_kv, group_size
 
 
 @register
@@ -124,26 +124,26 @@ class TorchModel(LoadedBase):
 
     def prefill(self, ids, kvs=("fp16",)):
         """One forward pass for all ``kvs``: a quantized cache's first update quantizes what the
-        prefill computed and attends unquantized, so each cache equals a prefill of its own."""
+        prefill computed and attends unquantized, so each cache equals a prefill of its own.
+        Each quantized one is built when asked for; the fp16 one comes last."""
         import torch
-        kvs = list(dict.fromkeys(kvs))
+        kvs = [check_kv(kv) for kv in dict.fromkeys(kvs)]
         first = "fp16" if "fp16" in kvs or len(kvs) > 1 else kvs[0]
         cache = self.new_cache(first)
         with torch.inference_mode():
             out = self.model(input_ids=torch.tensor([[int(i) for i in ids]], device=self.device),
                              past_key_values=cache, use_cache=True, logits_to_keep=1)
-            logits = out.logits[0, -1].float().cpu().numpy()
-            runs = {}
-            for kv in kvs:
-                if kv == first:
-                    continue
+        logits = out.logits[0, -1].float().cpu().numpy()
+        del out
+        for kv in kvs:
+            if kv != first:
                 quantized = self.new_cache(kv)
-                for i, layer in enumerate(cache.layers):
-                    quantized.update(layer.keys, layer.values, i)
-                runs[kv] = TorchRun(self, kv, quantized, len(ids), logits.copy())
+                with torch.inference_mode():
+                    for i, layer in enumerate(cache.layers):
+                        quantized.update(layer.keys, layer.values, i)
+                yield kv, TorchRun(self, kv, quantized, len(ids), logits.copy())
         if first in kvs:
-            runs[first] = TorchRun(self, first, cache, len(ids), logits)
-        return {kv: runs[kv] for kv in kvs}
+            yield first, TorchRun(self, first, cache, len(ids), logits)
 
     def memory_bytes(self):
         if self.quantized:
