@@ -161,7 +161,7 @@ def cmd_context(args):
                              f"tokens, less the {args.continuation}-token continuation and "
                              "the answer)")
         context_report.check_room(doc_ids, lengths, args.continuation)
-        with _steps(f"{args.mind}: long context, {len(lengths)} lengths x 2 models",
+        with ui.step_progress(f"{args.mind}: long context, {len(lengths)} lengths x 2 models",
                     2 * len(lengths), not args.json) as advance:
             report = context_report.measure(
                 engine, {"master": master_dir, "runtime": runtime_dir}, doc_ids=doc_ids,
@@ -189,18 +189,6 @@ def _context_limit(folder):
     cfg = json.loads((Path(folder) / "config.json").read_text())
     cfg = cfg.get("text_config", cfg)
     return int(cfg.get("max_position_embeddings") or 2048)
-
-
-@contextlib.contextmanager
-def _steps(description, total, enabled):
-    if not enabled or not ui.err.is_terminal:
-        yield lambda n: None
-        return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=ui.err, transient=True) as progress:
-        task = progress.add_task(description, total=total)
-        yield lambda n: progress.advance(task, n)
 
 
 def _context_table(r):

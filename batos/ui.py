@@ -44,6 +44,25 @@ def byte_progress(description, total, enabled=True):
 
 
 @contextlib.contextmanager
+def step_progress(description, total, enabled=True):
+    """Yield a callback ``advance(steps)``; draws a bar counting steps, on a terminal only."""
+    if not enabled or not err.is_terminal:
+        yield lambda n: None
+        return
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=err, transient=True) as progress:
+        task = progress.add_task(description, total=total)
+        yield lambda n: progress.advance(task, n)
+
+
+@contextlib.contextmanager
 def status(message, enabled=True):
     """A spinner with a message on a terminal, for work with no measurable total."""
     if not enabled or not err.is_terminal:

@@ -18,7 +18,7 @@ import numpy as np
 from .budget import shape_from_config
 from .engines.kv import KV_CHOICES, bits_per_element, group_size
 from .needle import make_needle, needle_prompt
-from .quant_report import kl_and_agreement
+from .quant_report import kl_and_agreement, log_softmax
 
 WEIGHTS = ("master", "runtime")
 LABELS = {"master": "FP16 master", "runtime": "Q8 runtime"}
@@ -120,7 +120,7 @@ def _score(model, ctx, cont, kvs):
         held = run.kv_bytes()
         logits = np.vstack([run.next_logits[None], run.feed(cont[:-1])]) if len(cont) > 1 \
             else run.next_logits[None]
-        out[kv] = {"dist": _log_softmax(logits), "kv_bytes": held, "fp_bits": run.fp_bits}
+        out[kv] = {"dist": log_softmax(logits), "kv_bytes": held, "fp_bits": run.fp_bits}
         run.close()
     return out
 
@@ -144,12 +144,6 @@ def _needles(model, doc_ids, length, depths, seed, kvs):
     return {kv: {"needles": found[kv],
                  "tokens_per_s": float(np.median(speed[kv])) if speed[kv] else 0.0}
             for kv in kvs}
-
-
-def _log_softmax(x):
-    x = x.astype(np.float32)
-    m = x.max(axis=1, keepdims=True)
-    return x - m - np.log(np.exp(x - m).sum(axis=1, keepdims=True))
 
 
 def plot(report, path):

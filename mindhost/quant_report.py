@@ -38,6 +38,13 @@ def ledger_prompts(root, mind, limit=32) -> list:
     return out[-limit:]
 
 
+def log_softmax(logits):
+    """Rows of float32 logits as log-probabilities."""
+    x = logits.astype(np.float32)
+    m = x.max(axis=1, keepdims=True)
+    return x - m - np.log(np.exp(x - m).sum(axis=1, keepdims=True))
+
+
 def kl_and_agreement(d_ref, d_test):
     """Per-token KL(ref || test) in nats and top-1 agreement, from log-softmax rows."""
     kl = (np.exp(d_ref) * (d_ref - d_test)).sum(axis=1)

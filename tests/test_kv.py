@@ -9,14 +9,9 @@ from mindhost.budget import PRESETS, plan, shape_from_config
 from mindhost.engines import get_engine
 from mindhost.engines.kv import bits_per_element, check_kv, group_size
 from mindhost.engines.torch_kv import AffineQuantizedLayer
-from mindhost.quant_report import kl_and_agreement
+from mindhost.quant_report import kl_and_agreement, log_softmax
 
 KVS = ("fp16", "q8", "q4")
-
-
-def _log_softmax(x):
-    x = x - x.max(axis=1, keepdims=True)
-    return x - np.log(np.exp(x).sum(axis=1, keepdims=True))
 
 
 # mlx allocates its cache 256 tokens at a time: a multiple of 256 is held exactly
@@ -34,7 +29,7 @@ def test_each_kv_generates_costs_the_planned_bytes_and_q4_loses_more(tiny_llama_
         for kv, run in runs.items():
             planned = shape.kv_bytes_per_token(kv, run.fp_bits) * tokens
             assert abs(run.kv_bytes() / planned - 1) < 0.05, (kv, run.kv_bytes(), planned)
-            dist[kv] = _log_softmax(np.vstack([run.next_logits[None], run.feed(cont[:-1])]))
+            dist[kv] = log_softmax(np.vstack([run.next_logits[None], run.feed(cont[:-1])]))
             assert run.tokens == tokens + len(cont) - 1
         kl = {kv: kl_and_agreement(dist["fp16"], dist[kv])[0].mean() for kv in ("q8", "q4")}
         assert 0 < kl["q8"] < 1e-3 and 0 < kl["q4"] < 1e-2, kl
