@@ -44,6 +44,10 @@ class Chunk(Persistent):
 
 @implementer(ICorpus)
 class Corpus(Persistent):
+    # the search arrays (accel.py); class defaults let corpora from older images load
+    segments = None        # PersistentList of {"id", "blob", "rows"}
+    dead = None            # IITreeSet: docids removed from the records, still rows in a segment
+    next_segment = 0
 
     def __init__(self, name, model, dim, *, budget, created=None):
         self.name = name
@@ -57,8 +61,8 @@ class Corpus(Persistent):
         self.sources = OOBTree()           # path -> {"sha256", "size", "docids", "time"}
         self.lexicon = make_lexicon()
         self.text = OkapiIndex(self.lexicon)
-        self.accel = None                  # Blob with the search arrays (see accel.py)
-        self.accel_version = -1
+        self.accel = None                  # format 1: one Blob with all the arrays (see accel.py)
+        self.accel_version = -1            # the version the segments stand for
 
     def check_dim(self, dim, what="the embedding model"):
         if int(dim) != self.dim:

@@ -76,11 +76,16 @@ def _read(f: Path, max_bytes):
 
 
 def ingest(img, name, paths, *, model=None, mind=None, budget=None, max_bytes=MAX_BYTES,
-           progress=None, batch_chars=BATCH_CHARS) -> dict:
-    """Ingest ``paths`` into corpus ``name`` (created on first use); return a summary."""
+           progress=None, batch_chars=BATCH_CHARS, prune=False) -> dict:
+    """Ingest ``paths`` into corpus ``name`` (created on first use); return a summary.
+
+    ``prune`` also removes the chunks of every file of the corpus that no longer
+    exists on disk, in one transaction.
+    """
     t0 = time.perf_counter()
     sources, skipped = scan(paths, max_bytes)
     corpus_model, corpus_budget = _ensure_corpus(img, name, model, budget)
+    pruned = _prune(img, name) if prune else (0, 0)
     with img.view() as root:
         corpus = get_corpus(root, name)
         known = {s.path: corpus.sources[s.path]["sha256"] for s in sources
@@ -102,11 +107,13 @@ def ingest(img, name, paths, *, model=None, mind=None, budget=None, max_bytes=MA
         added += sum(1 for s in batch if s.path not in known)
         if progress:
             progress(sum(len(s.text) for s in batch), total)
-    if todo or _stale(img, name):
+    if _stale(img, name):
         accel.refresh(img, name)
+    accel.compact(img, name)
     summary = {"corpus": name, "model": corpus_model, "files": len(sources), "added": added,
                "replaced": replaced, "unchanged": unchanged, "skipped": skipped,
                "chunks_added": chunks_added, "chunks_removed": chunks_removed,
+               "pruned": pruned[0], "chunks_pruned": pruned[1],
                "chars": total, "seconds": round(time.perf_counter() - t0, 3)}
     log.info("ingest %s: %d added, %d replaced, %d unchanged, %d skipped, %d chunks",
              name, added, replaced, unchanged, len(skipped), chunks_added)
@@ -165,20 +172,48 @@ def _batches(sources, limit):
 
 
 def _commit(img, name, batch, drafts, mind):
-    removed = 0
+    """The batch's chunks, and a search-array segment for them, in one transaction."""
+    removed = []
     for attempt in img.attempts():
         with attempt as conn:
             corpus = get_corpus(conn.root(), name)
-            removed = 0
+            current = accel.is_current(corpus)
+            removed, added = [], []
             now = time.time()
             for s, ds in zip(batch, drafts):
                 old = corpus.sources.get(s.path)
-                removed += len(old["docids"]) if old else 0
-                corpus.replace_source(s.path, {"sha256": s.sha256, "size": s.size,
-                                               "format": s.fmt}, ds, mind=mind, now=now)
+                removed += list(old["docids"]) if old else []
+                added += corpus.replace_source(s.path, {"sha256": s.sha256, "size": s.size,
+                                                        "format": s.fmt}, ds, mind=mind, now=now)
+            if current:
+                accel.append(corpus, added, removed)
             conn.transaction_manager.get().note(
                 f"memory: ingest {len(batch)} file(s) into {name}")
-    return removed
+    return len(removed)
+
+
+def _prune(img, name):
+    """Drop the chunks of the corpus's files that are gone from disk: (files, chunks)."""
+    with img.view() as root:
+        gone = [p for p in get_corpus(root, name).sources.keys() if not Path(p).exists()]
+    if not gone:
+        return 0, 0
+    for attempt in img.attempts():
+        with attempt as conn:
+            corpus = get_corpus(conn.root(), name)
+            current = accel.is_current(corpus)
+            removed = []
+            for path in gone:
+                old = corpus.sources.get(path)
+                if old is not None:
+                    removed += list(old["docids"])
+                    corpus.drop_source(path)
+            if current:
+                accel.append(corpus, [], removed)
+            conn.transaction_manager.get().note(
+                f"memory: prune {len(gone)} missing file(s) from {name}")
+    log.info("pruned %d missing file(s), %d chunks from %s", len(gone), len(removed), name)
+    return len(gone), len(removed)
 
 
 def drop(img, name):

@@ -19,31 +19,95 @@ _loaded: dict = {}           # (image key, corpus name) -> Loaded
 _lock = threading.Lock()
 
 
-class Loaded:
-    """One corpus's arrays in RAM, ready to score queries."""
+class Segment:
+    """One segment's arrays, with its word -> postings position table."""
 
-    def __init__(self, name, model, arrays, pipeline, created=None):
-        self.name = name
-        self.created = created
-        self.model = model
-        self.version = int(arrays["version"][0])
-        self.dim = int(arrays["dim"][0])
+    def __init__(self, sid, arrays):
+        self.id = sid
+        self.arrays = arrays
         self.docids = arrays["docids"]
         self.vectors = np.ascontiguousarray(arrays["vectors"])
-        self.times = arrays["times"]
-        self.mind_of = arrays["mind_of"]
-        self.minds = [str(m) for m in arrays["minds"]]
-        self.source_of = arrays["source_of"]
-        self.sources = arrays["sources"]
-        self.indptr = arrays["indptr"]
-        self.rows = arrays["rows"]
-        self.weights = arrays["weights"]
-        self.idf = arrays["idf"]
-        wid_pos = {int(w): i for i, w in enumerate(arrays["wids"])}
-        self.word_pos = {str(w): wid_pos.get(int(wid), -1)
-                         for w, wid in zip(arrays["words"], arrays["word_wids"])}
+        self.indptr, self.rows, self.tf = arrays["indptr"], arrays["rows"], arrays["tf"]
+        self.word_pos = {str(w): i for i, w in enumerate(arrays["words"])}
+        self.nbytes = sum(a.nbytes for a in arrays.values())
+
+    def __len__(self):
+        return len(self.docids)
+
+
+class Loaded:
+    """One corpus's arrays in RAM, ready to score queries: its segments seen as one row space."""
+
+    def __init__(self, name, model, dim, version, created, segments, dead, pipeline):
+        self.name, self.model, self.dim = name, model, int(dim)
+        self.version, self.created = version, created
+        self.segments = segments
         self.pipeline = pipeline
-        self.nbytes = sum(a.nbytes for a in arrays.values() if hasattr(a, "nbytes"))
+        self.offsets = np.cumsum([0] + [len(s) for s in segments])
+        cat = (lambda key, dtype: np.concatenate([s.arrays[key] for s in segments]).astype(dtype)
+               if segments else np.zeros(0, dtype))
+        self.docids = cat("docids", np.int64)
+        self.times = cat("times", np.float64)
+        self.doclen = cat("doclen", np.float64)
+        self.minds, self.mind_of = self._codes(segments, "minds", "mind_of")
+        self.sources, self.source_of = self._codes(segments, "sources", "source_of")
+        self.sources = np.array(self.sources, dtype=str) if self.sources else np.zeros(0, "<U1")
+        self.alive = ~np.isin(self.docids, dead) if len(dead) else None
+        live = self.doclen if self.alive is None else self.doclen[self.alive]
+        self.live = int(len(live))
+        mean = float(live.mean()) if len(live) and live.sum() else 1.0
+        self.norm = accel.K1 * ((1 - accel.B) + accel.B * self.doclen / mean)
+        self.nbytes = sum(s.nbytes for s in segments)
+        self._vectors = None
+        self._pages = None         # pages.Pages, built on first search
+
+    @staticmethod
+    def _codes(segments, names, codes):
+        table, parts = {}, []
+        for s in segments:
+            remap = np.array([table.setdefault(str(v), len(table)) for v in s.arrays[names]],
+                             dtype=np.int32)
+            parts.append(remap[s.arrays[codes]] if len(remap) else s.arrays[codes])
+        return list(table), (np.concatenate(parts).astype(np.int32) if parts
+                             else np.zeros(0, np.int32))
+
+    def postings(self, word):
+        """(rows, term frequencies) of ``word`` in the live rows, rows in the whole row space."""
+        rows, tfs = [], []
+        for s, off in zip(self.segments, self.offsets):
+            p = s.word_pos.get(word)
+            if p is not None:
+                a, b = s.indptr[p], s.indptr[p + 1]
+                rows.append(s.rows[a:b].astype(np.int64) + off)
+                tfs.append(s.tf[a:b])
+        if not rows:
+            return None, None
+        rows = rows[0] if len(rows) == 1 else np.concatenate(rows)
+        tfs = tfs[0] if len(tfs) == 1 else np.concatenate(tfs)
+        if self.alive is not None:
+            keep = self.alive[rows]
+            rows, tfs = rows[keep], tfs[keep]
+        return rows, tfs
+
+    def vector_scores(self, qvec):
+        parts = [s.vectors @ qvec for s in self.segments]
+        if not parts:
+            return np.zeros(0, np.float32)
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    @property
+    def vectors(self):
+        """The vector matrix of every row (a copy when there are several segments)."""
+        if self._vectors is None:
+            self._vectors = (self.segments[0].vectors if len(self.segments) == 1 else
+                             np.concatenate([s.vectors for s in self.segments])
+                             if self.segments else np.zeros((0, self.dim), np.float32))
+        return self._vectors
+
+    def row_of(self, docid):
+        """The row of ``docid``, or -1 (docids increase along the rows)."""
+        r = int(np.searchsorted(self.docids, docid))
+        return r if r < len(self.docids) and self.docids[r] == docid else -1
 
     def __len__(self):
         return len(self.docids)
@@ -66,7 +130,7 @@ def load(img, name, root=None) -> Loaded:
         with img.view() as view:
             return load(img, name, view)
     corpus = get_corpus(root, name)
-    version, model, created = corpus.version, corpus.model, corpus.created
+    version, model, created, dim = corpus.version, corpus.model, corpus.created, corpus.dim
     pipeline = list(corpus.lexicon._pipeline)
     key = _key(img, name)
     with _lock:
@@ -75,8 +139,12 @@ def load(img, name, root=None) -> Loaded:
         if have is not None and (have.version, have.created) == (version, created):
             return have
     t0 = time.perf_counter()
-    arrays = accel.refresh(img, name)
-    loaded = Loaded(name, model, arrays, pipeline, created)
+    # segments already in memory are kept: an update reads only the new ones
+    known = {s.id: s for s in have.segments} if have is not None and have.created == created else {}
+    version, created, parts, dead = accel.refresh(img, name, {i: s.arrays for i, s in known.items()})
+    segments = [known[i] if i in known and known[i].arrays is a else Segment(i, a)
+                for i, a in parts]
+    loaded = Loaded(name, model, dim, version, created, segments, dead, pipeline)
     with _lock:
         _loaded[key] = loaded
     log.info("loaded %s: %d chunks, %.1f MB in %.3f s", name, len(loaded),

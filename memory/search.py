@@ -1,23 +1,33 @@
 """Text, vector and hybrid retrieval over the corpora a mind has mounted.
 
-Hybrid fuses the two rankings by weighted reciprocal rank fusion: each
-candidate scores ``w_text / (K + rank_text) + w_vector / (K + rank_vector)``.
-K and the weights were tuned on bench/memory.py's labelled set.
+Results are pages (sources) shown by their best chunk. Each mode ranks pages
+by a weighted sum of page signals (pages.py), each normalised by the mean and
+spread of its best pages so that BM25 and cosines meet on one scale:
+- text: the best chunk's BM25, and BM25 of the whole page;
+- vector: the best chunk's cosine, the page centroid's, the first chunk's;
+- hybrid: all five. The weights were tuned on bench/memory.py's tuning halves.
 """
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from .accel import K1
 from .corpus import get_corpus
 from .embed import get_embedder
 from .errors import DimensionMismatch
 from .mount import load, mounts_view, require_mounted
+from .pages import pages_of
 
 MODES = ("text", "vector", "hybrid")
-RRF_K = 60                # tuned on bench/memory.py's eval set (see docs/memory.md)
-TEXT_WEIGHT = 1.0
-VECTOR_WEIGHT = 2.0
-CANDIDATES = 100          # per mode and corpus, before fusion and filters
+# Page signals per mode and their weights, tuned on the tuning halves of
+# bench/memory.py's two corpora (docs/memory.md has the figures).
+WEIGHTS = {
+    "text": {"chunk_text": 1.0, "page_text": 1.0},
+    "vector": {"chunk_vector": 1.0, "page_vector": 0.5, "lead_vector": 0.5},
+    "hybrid": {"chunk_text": 0.5, "chunk_vector": 1.0, "page_text": 0.5, "page_vector": 0.5,
+               "lead_vector": 0.5},
+}
+NORM_TOP = 50             # pages whose scores set each signal's scale
 
 
 @dataclass
@@ -55,14 +65,18 @@ def text_scores(loaded, query):
     words = [query]
     for element in loaded.pipeline:
         words = element.process(words)
-    spans = [loaded.word_pos.get(w, -1) for w in words]
-    spans = [p for p in spans if p >= 0]
-    if not spans:
+    rows, weights = [], []
+    for w in words:
+        r, tf = loaded.postings(w)
+        if r is None or not len(r):
+            continue
+        idf = np.log(1.0 + loaded.live / len(r))
+        rows.append(r)
+        weights.append(tf * (K1 + 1) / (tf + loaded.norm[r]) * idf)
+    if not rows:
         return None
-    rows = np.concatenate([loaded.rows[loaded.indptr[p]:loaded.indptr[p + 1]] for p in spans])
-    weights = np.concatenate([loaded.weights[loaded.indptr[p]:loaded.indptr[p + 1]] * loaded.idf[p]
-                              for p in spans])
-    return np.bincount(rows, weights=weights, minlength=len(loaded)).astype(np.float32)
+    return np.bincount(np.concatenate(rows), weights=np.concatenate(weights),
+                       minlength=len(loaded)).astype(np.float32)
 
 
 def vector_scores(loaded, qvec):
@@ -71,13 +85,13 @@ def vector_scores(loaded, qvec):
             f"the query vector has {qvec.shape[-1]} dimensions but corpus {loaded.name!r} holds "
             f"{loaded.dim}-dimensional vectors (model {loaded.model}); query with the corpus's "
             "own model")
-    return loaded.vectors @ qvec
+    return loaded.vector_scores(qvec)
 
 
 def _mask(loaded, f):
     if f is None or not any(v is not None for v in (f.mind, f.source_prefix, f.since, f.until)):
-        return None
-    m = np.ones(len(loaded), dtype=bool)
+        return loaded.alive
+    m = np.ones(len(loaded), dtype=bool) if loaded.alive is None else loaded.alive.copy()
     if f.mind is not None:
         code = loaded.minds.index(f.mind) if f.mind in loaded.minds else -1
         m &= loaded.mind_of == code
@@ -103,56 +117,106 @@ def _top(scores, mask, n, positive=False):
     return idx[np.argsort(-s[idx], kind="stable")]
 
 
+def _scale(x, ok, top=NORM_TOP):
+    """(mean, spread) of ``x`` over the ``top`` best allowed pages: z-scores on that scale
+    let signals of unlike ranges (BM25, cosines) be summed."""
+    vals = x[ok]
+    if not len(vals):
+        return 0.0, 1.0
+    best = vals if len(vals) <= top else np.partition(vals, len(vals) - top)[-top:]
+    sd = float(best.std())
+    return float(best.mean()), (sd if sd > 1e-9 else 1.0)
+
+
+def _signals(loaded, query, mode, weights, mask, query_vectors):
+    """Per page of ``loaded``: {signal: raw score} for the signals ``weights`` uses."""
+    pages = pages_of(loaded)
+    ok = pages.allowed(mask)
+    raw, rows = {}, {}
+    if any(k in weights for k in ("chunk_text", "page_text")):
+        ts = text_scores(loaded, query)
+        if ts is None:
+            ts = np.zeros(len(loaded), dtype=np.float32)
+        rows["text"] = ts
+        raw["chunk_text"] = np.maximum(pages.best(ts, mask), 0.0)
+        if "page_text" in weights:
+            words = [query]
+            for element in loaded.pipeline:
+                words = element.process(words)
+            raw["page_text"] = pages.bm25(loaded, words)
+        if mode == "text":          # a text search returns only pages that hold a query word
+            ok = ok & ((raw["chunk_text"] > 0) | (raw.get("page_text", raw["chunk_text"]) > 0))
+    if any(k in weights for k in ("chunk_vector", "page_vector", "lead_vector")):
+        if loaded.model not in query_vectors:
+            query_vectors[loaded.model] = get_embedder(loaded.model).encode([query])[0]
+        qvec = query_vectors[loaded.model]
+        vs = vector_scores(loaded, qvec)
+        rows["vector"] = vs
+        raw["chunk_vector"] = pages.best(vs, mask)
+        raw["page_vector"] = pages.vectors @ qvec
+        raw["lead_vector"] = np.where(pages.lead >= 0, vs[np.maximum(pages.lead, 0)], -1.0)
+    return pages, ok, raw, rows
+
+
 def rank(loaded_list, query, mode="hybrid", k=10, filters=None, query_vectors=None,
-         rrf_k=None, weights=None, candidates=None):
+         weights=None, collapse=True):
     """Ranked (corpus index, row, score, scores, ranks) over loaded corpora; no database access.
 
+    Pages (sources) are ranked by a weighted sum of normalised page signals
+    (``WEIGHTS[mode]``, or ``weights``); each page is shown by its best chunk,
+    once (``collapse``), or by all its chunks in order of their own scores.
     ``query_vectors`` maps a model to its query vector (computed if missing).
     """
     if mode not in MODES:
         raise ValueError(f"unknown search mode {mode!r}; use one of {', '.join(MODES)}")
-    rrf_k = RRF_K if rrf_k is None else rrf_k
-    wt, wv = weights or (TEXT_WEIGHT, VECTOR_WEIGHT)
-    over = max(candidates or CANDIDATES, 4 * k)
+    weights = dict(WEIGHTS[mode] if weights is None else weights)
     query_vectors = dict(query_vectors or {})
-    per = {"text": [], "vector": []}
-    full = []
+    ranked = []
     for ci, loaded in enumerate(loaded_list):
-        mask = _mask(loaded, filters)
-        ts = text_scores(loaded, query) if mode in ("text", "hybrid") else None
-        vs = None
-        if mode in ("vector", "hybrid"):
-            if loaded.model not in query_vectors:
-                query_vectors[loaded.model] = get_embedder(loaded.model).encode([query])[0]
-            vs = vector_scores(loaded, query_vectors[loaded.model])
-        full.append((ts, vs))
-        if ts is not None:
-            per["text"] += [(float(ts[r]), ci, int(r)) for r in _top(ts, mask, over, positive=True)]
-        if vs is not None:
-            per["vector"] += [(float(vs[r]), ci, int(r)) for r in _top(vs, mask, over)]
-    ranks = {}
-    for m, entries in per.items():
-        entries.sort(key=lambda e: -e[0])
-        for i, (_, ci, r) in enumerate(entries):
-            ranks.setdefault((ci, r), {})[m] = i + 1
-    out = []
-    for (ci, r), rk in ranks.items():
-        ts, vs = full[ci]
-        scores = {}
-        if ts is not None:
-            scores["text"] = float(ts[r])
-        if vs is not None:
-            scores["vector"] = float(vs[r])
-        if mode == "hybrid":
-            fused = sum(w / (rrf_k + rk[m]) for m, w in (("text", wt), ("vector", wv)) if m in rk)
-            scores["hybrid"] = fused
-            score = fused
-        elif mode not in rk:
+        if not len(loaded):
             continue
-        else:
-            score = scores[mode]
-        out.append((ci, r, score, scores, rk))
-    out.sort(key=lambda e: -e[2])
+        mask = _mask(loaded, filters)
+        pages, ok, raw, rows = _signals(loaded, query, mode, weights, mask, query_vectors)
+        scale = {name: _scale(raw[name], ok) for name in weights if name in raw}
+        score = sum(weights[name] * (raw[name] - m) / sd for name, (m, sd) in scale.items())
+        score = np.where(ok, score, -np.inf)
+        top = _top(score, None, k)
+        # a chunk's own evidence, on its page signals' scale, picks the chunks shown
+        own = np.zeros(len(loaded))
+        for name, key in (("chunk_text", "text"), ("chunk_vector", "vector")):
+            if name in scale:
+                m, sd = scale[name]
+                own += weights[name] * (rows[key] - m) / sd
+        for p in top:
+            members = pages.rows(p)
+            if mask is not None:
+                members = members[mask[members]]
+            members = members[np.argsort(-own[members], kind="stable")]
+            if collapse:
+                members = members[:1]
+            for r in members:
+                ranked.append((ci, int(r), float(score[p] + own[r] - own[members[0]]),
+                               _scores(rows, raw, p, r, mode, score[p]),
+                               _ranks(rows, mask, r)))
+    ranked.sort(key=lambda e: -e[2])
+    return ranked[:k] if collapse else ranked
+
+
+def _scores(rows, raw, page, r, mode, fused):
+    out = {key: float(v[r]) for key, v in rows.items()}
+    out.update({name: float(v[page]) for name, v in raw.items() if name.startswith(("page", "lead"))})
+    out[mode] = float(fused) if mode == "hybrid" else out.get(mode, float(fused))
+    return out
+
+
+def _ranks(rows, mask, r):
+    """1-based rank of row ``r`` by each mode's chunk score among the allowed rows."""
+    out = {}
+    for key, v in rows.items():
+        s = v if mask is None else v[mask]
+        if key == "text" and v[r] <= 0:
+            continue
+        out[key] = int((s > v[r]).sum()) + 1
     return out
 
 
@@ -166,16 +230,20 @@ def search(img, root, query, *, corpora=None, mind="hermes", mode="hybrid", k=10
     names = list(corpora) if corpora else list(mounts_view(root, mind))
     require_mounted(root, names, mind)
     loaded = [load(img, n, root) for n in names]
-    ranked = rank(loaded, query, mode, k, filters, query_vectors, **tuning)
-    hits = []
+    # resonance lives on the chunk objects: rank every chunk of more pages, then keep one per page
+    by_chunk = filters is not None and filters.min_resonance is not None
+    ranked = rank(loaded, query, mode, max(4 * k, 50) if by_chunk else k, filters, query_vectors,
+                  collapse=not by_chunk, **tuning)
+    hits, shown = [], set()
     for ci, r, score, scores, rk in ranked:
         corpus = get_corpus(root, names[ci])
         docid = int(loaded[ci].docids[r])
         chunk = corpus.chunks.get(docid)
         if chunk is None:       # removed since the arrays were built
             continue
-        if filters and filters.min_resonance is not None and chunk.resonance < filters.min_resonance:
+        if by_chunk and (chunk.resonance < filters.min_resonance or (ci, chunk.source) in shown):
             continue
+        shown.add((ci, chunk.source))
         hits.append(Hit(chunk, names[ci], docid, score, scores, rk))
         if len(hits) == k:
             break
