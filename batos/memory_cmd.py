@@ -25,6 +25,8 @@ def add_arguments(sub, verb):
     p.add_argument("--mind", help="record the chunks as this mind's (default: shared)")
     p.add_argument("--budget", type=int, help="tokens per chunk for a new corpus (default 64)")
     p.add_argument("--max-bytes", type=int, default=None, help="skip larger files (default 5 MB)")
+    p.add_argument("--prune", action="store_true",
+                   help="also remove the chunks of the corpus's files that no longer exist on disk")
 
     p = verb("search", do_search, "search a mounted corpus (text, vector or hybrid)", sub, json=True)
     p.add_argument("corpus", help="corpus name, or 'mounted' for all the mind's mounts")
@@ -97,14 +99,15 @@ def do_ingest(img, args, out):
     with _char_progress(f"ingest {args.corpus}", show) as progress:
         summary = ingest(img, args.corpus, args.paths, model=args.model, mind=args.mind,
                          budget=args.budget, max_bytes=args.max_bytes or MAX_BYTES,
-                         progress=progress)
+                         progress=progress, prune=getattr(args, "prune", False))
     if args.json:
         ui.print_json(summary)
         return 0
     out.print(f"{ui.escape(summary['corpus'])}: {summary['added']} added, {summary['replaced']} "
               f"replaced, {summary['unchanged']} unchanged, {len(summary['skipped'])} skipped; "
-              f"{summary['chunks_added']} chunks in, {summary['chunks_removed']} out "
-              f"({summary['seconds']:.1f} s)")
+              f"{summary['chunks_added']} chunks in, {summary['chunks_removed']} out"
+              + (f", {summary['pruned']} missing file(s) pruned ({summary['chunks_pruned']} chunks)"
+                 if summary["pruned"] else "") + f" ({summary['seconds']:.1f} s)")
     for s in summary["skipped"]:
         out.print(f"  skipped {ui.escape(s['path'])}: {ui.escape(s['reason'])}")
     return 0
