@@ -40,8 +40,9 @@ def _words(text):
 
 
 def _stems(words):
-    from memory.lexicon import _stemmer
     from zope.index.text.stopdict import get_stopdict
+
+    from memory.lexicon import _stemmer
     stop = get_stopdict()
     return [s for s in _stemmer().stemWords([w for w in words if w not in stop])]
 
