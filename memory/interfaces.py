@@ -4,14 +4,20 @@ A *chunk* is the bifocal packet: the prose of a span of a source file and its
 embedding vector, stored together in one persistent record with its metadata.
 A *corpus* is one body of knowledge: its chunks by docid, a per-source record
 (content hash + docids) that makes ingestion idempotent, a zope.index Okapi
-(BM25) text index with its lexicon, and a blob holding the search arrays
-(the vector matrix and the BM25 postings) built from those records.
+(BM25) text index with its lexicon, and the search arrays (vectors, BM25
+postings, filter metadata) in *segments*, one blob each, derived from those
+records.
 
-States of a corpus's search blob, by ``corpus.version``:
-- *current*: ``corpus.accel_version == corpus.version``; mounting reads it as is.
-- *stale*: ingestion changed chunks after the blob was built (for example a
-  run interrupted between its chunk commits and its final rebuild); mounting
-  rebuilds it from the records first. The records are the truth, the blob a cache.
+States of a corpus's search arrays, by ``corpus.version``:
+- *current*: ``corpus.accel_version == corpus.version``; the segments, less
+  the rows whose docids are in ``corpus.dead``, are exactly the live chunks.
+  Every ingest commit keeps them current: it writes a segment for the chunks
+  it adds and marks the ones it replaces dead, in the same transaction.
+- *fragmented*: current, but with many segments or many dead rows; the end of
+  an ingest merges them (``accel.compact``), which changes no result.
+- *stale*: the records changed without the arrays (other code, or an image
+  from before segments); mounting rebuilds them from the records first. The
+  records are the truth, the arrays a cache.
 
 Rules:
 - Every chunk of a corpus has the corpus's dimension; an embedder of another
