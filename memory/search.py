@@ -194,8 +194,9 @@ def rank(loaded_list, query, mode="hybrid", k=10, filters=None, query_vectors=No
             members = members[np.argsort(-own[members], kind="stable")]
             if collapse:
                 members = members[:1]
-            for r in members:
-                ranked.append((ci, int(r), float(score[p] + own[r] - own[members[0]]),
+            for r in members:     # the best chunk carries the page's score; the others less
+                gap = 0.0 if r == members[0] else own[members[0]] - own[r]
+                ranked.append((ci, int(r), float(score[p] - gap),
                                _scores(rows, raw, p, r, mode, score[p]),
                                _ranks(rows, mask, r)))
     ranked.sort(key=lambda e: -e[2])
