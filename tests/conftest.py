@@ -49,6 +49,23 @@ def folder_image(image_dir):
     yield img
     img.close()
 
+@pytest.fixture
+def docs(tmp_path):
+    """The memory tests' small documents, in a folder."""
+    import memory_docs
+    return memory_docs.write(tmp_path / "docs")
+
+
+@pytest.fixture
+def kb(folder_image, docs):
+    """An image with those documents ingested as corpus 'kb', mounted for hermes."""
+    from memory import mount
+    from memory.ingest import ingest
+    ingest(folder_image, "kb", [docs])
+    mount.mount(folder_image, "kb", "hermes")
+    return folder_image
+
+
 
 @pytest.fixture
 def mem_image():

@@ -10,18 +10,6 @@ from memory.ingest import drop, ingest
 from memory.search import Filters, rank, search, text_scores
 
 
-@pytest.fixture
-def docs(tmp_path):
-    return memory_docs.write(tmp_path / "docs")
-
-
-@pytest.fixture
-def kb(folder_image, docs):
-    ingest(folder_image, "kb", [docs])
-    mnt.mount(folder_image, "kb", "hermes")
-    return folder_image
-
-
 def sources(img, query, **kw):
     with img.view() as root:
         return [h.chunk.source.rsplit("/", 1)[-1] for h in search(img, root, query, **kw)]

@@ -21,18 +21,6 @@ QUERIES = ("starter yeast flour", "glacier ice sliding", "bow strings violin", "
            "queen workers honey", "orbit period", "how long does a planet take to go round")
 
 
-@pytest.fixture
-def docs(tmp_path):
-    return memory_docs.write(tmp_path / "docs")
-
-
-@pytest.fixture
-def kb(folder_image, docs):
-    ingest(folder_image, "kb", [docs])
-    mnt.mount(folder_image, "kb", "hermes")
-    return folder_image
-
-
 def corpus_state(img):
     with img.view() as root:
         c = get_corpus(root, "kb")
