@@ -79,16 +79,33 @@ CORPORA = {"numpy": numpy_pages, "vim": vim_pages}
 
 
 def write(name, folder) -> list:
+    """Write corpus ``name``'s pages into ``folder``; return the page names.
+
+    The pages are read in a fresh interpreter: importing scipy rewrites some
+    NumPy docstrings (numpy.sinc gains an "Array API" table), so what the
+    calling process imported must not change the text.
+    """
+    import subprocess
+    import sys
+    if name == "vim" and not list(VIM_DOC.glob("usr_[0-9][0-9].txt")):
+        vim_pages(VIM_DOC)              # raises CorpusMissing, with what to install
     folder = Path(folder)
+    subprocess.run([sys.executable, __file__, "--one", name, str(folder)], check=True,
+                   cwd=Path(__file__).parent)
+    return sorted(f.stem for f in folder.glob("*.txt"))
+
+
+def _write_here(name, folder):
     folder.mkdir(parents=True, exist_ok=True)
-    pages = CORPORA[name]()
-    for page, text in pages.items():
+    for page, text in CORPORA[name]().items():
         (folder / f"{page}.txt").write_text(text, encoding="utf-8")
-    return sorted(pages)
 
 
 if __name__ == "__main__":
     import sys
+    if sys.argv[1:2] == ["--one"]:
+        _write_here(sys.argv[2], Path(sys.argv[3]))
+        sys.exit(0)
     out = Path(sys.argv[1] if len(sys.argv) > 1 else "/tmp/corpora")
     for name in CORPORA:
         pages = write(name, out / name)
