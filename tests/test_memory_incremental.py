@@ -159,3 +159,24 @@ def test_an_ingest_killed_midway_is_consistent_and_resumes(tmp_path, docs):
                 .endswith("bread.md")
     finally:
         img.close()
+
+
+def test_a_corpus_from_before_segments_is_rebuilt_on_mount(kb):
+    """Images written before segments hold one blob in ``accel`` and no ``segments``."""
+    with kb.transaction() as conn:
+        corpus = get_corpus(conn.root(), "kb")
+        corpus.accel = corpus.segments[0]["blob"]            # stands for the old single blob
+        del corpus.segments, corpus.dead, corpus.next_segment
+    mnt.forget(kb, "kb")
+    with kb.view() as root:
+        assert not accel.is_current(get_corpus(root, "kb"))
+    assert sources_top(kb, "glacier ice sliding") == "glacier.rst"
+    segments, dead, current, _ = corpus_state(kb)
+    assert (segments, dead, current) == (1, 0, True)
+    with kb.view() as root:
+        assert get_corpus(root, "kb").accel is None
+
+
+def sources_top(img, query):
+    with img.view() as root:
+        return search(img, root, query, mode="text", k=1)[0].chunk.source.rsplit("/", 1)[-1]
