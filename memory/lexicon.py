@@ -63,9 +63,9 @@ def make_lexicon() -> Lexicon:
     return Lexicon(CodeSplitter(), CaseNormalizer(), StopWordRemover(), EnglishStemmer())
 
 
-def query_terms(lexicon, text) -> list:
-    """The normalised terms of a query, through the lexicon's own pipeline."""
+def query_terms(pipeline, text) -> list:
+    """The normalised terms of a query, through a lexicon's pipeline (``lexicon._pipeline``)."""
     words = [text]
-    for element in lexicon._pipeline:
+    for element in pipeline:
         words = element.process(words)
     return words

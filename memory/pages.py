@@ -67,13 +67,11 @@ class Pages:
     def allowed(self, mask):
         return self.alive if mask is None else self.alive & self.reduce(np.maximum, mask)
 
-    def bm25(self, loaded, words):
-        """Okapi BM25 of each page as one document (its live chunks' words together)."""
+    def bm25(self, postings):
+        """Okapi BM25 of each page as one document (its live chunks' words together);
+        ``postings`` is search.query_postings's (rows, term frequencies) per query term."""
         out = np.zeros(len(self), dtype=np.float64)
-        for w in words:
-            rows, tf = loaded.postings(w)
-            if rows is None or not len(rows):
-                continue
+        for rows, tf in postings:
             ptf = np.bincount(self.page_of_row[rows], weights=tf, minlength=len(self))
             hit = np.flatnonzero(ptf)
             idf = np.log(1.0 + self.live / len(hit))

@@ -15,6 +15,7 @@ from .accel import K1
 from .corpus import get_corpus
 from .embed import get_embedder
 from .errors import DimensionMismatch
+from .lexicon import query_terms
 from .mount import load, mounts_view, require_mounted
 from .pages import pages_of
 
@@ -60,16 +61,16 @@ class Hit:
                 "resonance": c.resonance, "text": c.text}
 
 
-def text_scores(loaded, query):
+def query_postings(loaded, query) -> list:
+    """(rows, term frequencies) of each of ``query``'s terms that the corpus holds."""
+    found = (loaded.postings(w) for w in query_terms(loaded.pipeline, query))
+    return [(r, tf) for r, tf in found if r is not None and len(r)]
+
+
+def text_scores(loaded, query, postings=None):
     """BM25 of every row for ``query`` (zope.index's Okapi formula), or None if no term is known."""
-    words = [query]
-    for element in loaded.pipeline:
-        words = element.process(words)
     rows, weights = [], []
-    for w in words:
-        r, tf = loaded.postings(w)
-        if r is None or not len(r):
-            continue
+    for r, tf in query_postings(loaded, query) if postings is None else postings:
         idf = np.log(1.0 + loaded.live / len(r))
         rows.append(r)
         weights.append(tf * (K1 + 1) / (tf + loaded.norm[r]) * idf)
@@ -134,16 +135,14 @@ def _signals(loaded, query, mode, weights, mask, query_vectors):
     ok = pages.allowed(mask)
     raw, rows = {}, {}
     if any(k in weights for k in ("chunk_text", "page_text")):
-        ts = text_scores(loaded, query)
+        postings = query_postings(loaded, query)      # shared by chunk and page BM25
+        ts = text_scores(loaded, query, postings)
         if ts is None:
             ts = np.zeros(len(loaded), dtype=np.float32)
         rows["text"] = ts
         raw["chunk_text"] = np.maximum(pages.best(ts, mask), 0.0)
         if "page_text" in weights:
-            words = [query]
-            for element in loaded.pipeline:
-                words = element.process(words)
-            raw["page_text"] = pages.bm25(loaded, words)
+            raw["page_text"] = pages.bm25(postings)
         if mode == "text":          # a text search returns only pages that hold a query word
             ok = ok & ((raw["chunk_text"] > 0) | (raw.get("page_text", raw["chunk_text"]) > 0))
     if any(k in weights for k in ("chunk_vector", "page_vector", "lead_vector")):
