@@ -1,18 +1,24 @@
-"""Where an image lives: a folder, ``memory:`` or a ZEO address.
+"""Where an image lives: a folder, ``memory:``, a ZEO address or a PostgreSQL database.
 
 Resolution order for the image spec: the explicit ``--image`` value, then
 ``$BATOS_IMAGE``, then ``default_image_dir()``.
 """
 import dataclasses
 import os
+import re
 import stat
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 ENV_VAR = "BATOS_IMAGE"
 DATA_FS = "Data.fs"
 BLOB_DIR = "blobs"
 SNAPSHOT_DIR = "snapshots"
 SERVE_FILE = "serve.json"
+KINDS = ("folder", "memory", "zeo", "postgresql")
+SPELLINGS = ("a folder path", "memory:", "zeo://HOST:PORT", "zeo:///path/to/socket",
+             "postgresql://USER@HOST:PORT/DBNAME")
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+):")     # two letters at least: not C:\
 
 
 def default_image_dir() -> Path:
@@ -26,12 +32,15 @@ def default_image_dir() -> Path:
 class Location:
     """A parsed image spec.
 
-    kind is ``folder``, ``memory`` or ``zeo``; ``path`` is the folder for
-    folder images; ``address`` is ``(host, port)`` or a socket path for ZEO.
+    kind is one of KINDS; ``path`` is the folder for folder images;
+    ``address`` is ``(host, port)`` or a socket path for ZEO and PostgreSQL;
+    ``dsn`` is the PostgreSQL URL as given (``database`` its database name).
     """
     kind: str
     path: Path | None = None
     address: tuple | str | None = None
+    dsn: str | None = None
+    database: str | None = None
 
     @property
     def data_fs(self) -> Path:
@@ -51,6 +60,8 @@ class Location:
         if self.kind == "zeo":
             a = self.address
             return f"zeo://{a[0]}:{a[1]}" if isinstance(a, tuple) else f"zeo://{a}"
+        if self.kind == "postgresql":
+            return _without_password(self.dsn)
         return str(self.path)
 
 
@@ -70,7 +81,37 @@ def resolve(spec: str | os.PathLike | None = None) -> Location:
             raise ValueError(
                 f"bad ZEO address {spec!r}: use zeo://HOST:PORT or zeo:///path/to/socket")
         return Location("zeo", address=(host or "127.0.0.1", int(port)))
+    if spec.startswith(("postgresql://", "postgres://")):
+        return _postgresql(spec)
+    m = _SCHEME.match(spec)
+    if m and not Path(spec).expanduser().exists():
+        raise ValueError(
+            f"unknown image location {spec!r}: the scheme {m.group(1)}: is not one BAT OS "
+            f"knows. Use {', '.join(SPELLINGS)}. (A folder whose name has a colon: "
+            f"write it as ./{spec}.)")
     path = Path(spec).expanduser()
     if path.exists() and stat.S_ISSOCK(path.stat().st_mode):
         return Location("zeo", address=str(path.resolve()))
     return Location("folder", path=path.resolve())
+
+
+def _postgresql(spec):
+    url = urlsplit(spec)
+    database = url.path.lstrip("/")
+    try:
+        port = url.port or 5432
+    except ValueError:
+        port = None
+    if not database or "/" in database or port is None or not (url.hostname or "").strip():
+        raise ValueError(f"bad PostgreSQL location {_without_password(spec)!r}: use "
+                         "postgresql://USER@HOST:PORT/DBNAME")
+    return Location("postgresql", address=(url.hostname, port), dsn=spec, database=database)
+
+
+def _without_password(dsn):
+    url = urlsplit(dsn)
+    if url.password is None:
+        return dsn
+    netloc = url.netloc.rpartition("@")
+    user = netloc[0].partition(":")[0]
+    return urlunsplit(url._replace(netloc=f"{user}:***@{netloc[2]}"))

@@ -24,6 +24,9 @@ def open_storage(loc: Location, *, create=False, read_only=False):
         return DemoStorage(name="memory:"), []
     if loc.kind == "zeo":
         return _open_zeo(loc, read_only), []
+    if loc.kind == "postgresql":
+        from .relstore import open_postgresql
+        return open_postgresql(loc, create=create, read_only=read_only), []
     return _open_file(loc, create=create, read_only=read_only)
 
 

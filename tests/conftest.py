@@ -49,6 +49,50 @@ def folder_image(image_dir):
     yield img
     img.close()
 
+STORAGES = ("folder", "zeo", "postgresql")
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """One real PostgreSQL server for the session (tests/storages.py); each test its own
+    database. Its folder is outside pytest's, which only root may enter."""
+    import shutil
+    import tempfile
+
+    import storages
+    folder = Path(tempfile.mkdtemp(prefix="batos-pg-"))
+    try:
+        server = storages.PostgresServer(folder).start()
+    except (FileNotFoundError, subprocess.CalledProcessError) as e:
+        why = getattr(e, "stderr", "") or str(e)
+        if os.environ.get(storages.REQUIRE_VAR) == "1":
+            pytest.fail(f"PostgreSQL is required here ({storages.REQUIRE_VAR}=1): {why}")
+        pytest.skip(f"no PostgreSQL server to test on: {why}")
+    yield server
+    server.stop()
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(params=STORAGES)
+def image_spec(request, tmp_path):
+    """A location for a new image on each kind of storage: a folder (FileStorage), a
+    folder served over ZEO, a PostgreSQL database (RelStorage)."""
+    if request.param == "folder":
+        yield str(tmp_path / "image")
+    elif request.param == "zeo":
+        from image import open_image
+        from image.location import Location
+        from image.serve import serve
+        folder = tmp_path / "served"
+        open_image(folder, create=True).close()
+        sock = tmp_path / "zeo.sock"
+        _, stop = serve(Location("folder", path=folder), str(sock))
+        yield f"zeo://{sock}"
+        stop()
+    else:
+        yield request.getfixturevalue("postgres").url()
+
+
 @pytest.fixture
 def docs(tmp_path):
     """The memory tests' small documents, in a folder."""

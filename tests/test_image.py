@@ -64,75 +64,98 @@ def test_missing_image_says_how_to_create_one(tmp_path):
     assert not (tmp_path / "none").exists()
 
 
-def test_same_code_on_memory_folder_and_zeo(tmp_path):
-    from image.location import Location
-    from image.serve import serve
+@pytest.fixture
+def any_image(image_spec):
+    """A bootstrapped image on each kind of storage (folder, ZEO, PostgreSQL)."""
     from kernel.schema import bootstrap
-    folder = tmp_path / "img"
-    open_image(folder, create=True).close()
-    sock = tmp_path / "zeo.sock"
-    _, stop = serve(Location("folder", path=folder), str(sock))
-    try:
-        for spec in ("memory:", f"zeo://{sock}", str(sock)):
-            img = open_image(spec)
-            bootstrap(img)
-            with img.transaction() as conn:
-                conn.root()["orai"].mood = spec
-            with img.view() as root:
-                assert root["orai"].mood == spec
-            img.close()
-        # two ZEO clients see each other's commits
-        a, b = open_image(f"zeo://{sock}"), open_image(f"zeo://{sock}")
-        with a.transaction() as conn:
+    img = open_image(image_spec, create=True)
+    bootstrap(img)
+    yield img
+    img.close()
+
+
+def test_same_code_on_every_storage(any_image, image_spec):
+    with any_image.transaction() as conn:
+        conn.root()["orai"].mood = image_spec
+        conn.root()["doc"] = Blob(b"bytes in a blob")
+    tid = any_image.last_transaction()
+    with any_image.view() as root:
+        assert root["orai"].mood == image_spec
+    any_image.close()
+    img = open_image(image_spec)                 # reopened: all of it is there
+    with img.view() as root:
+        assert root["orai"].mood == image_spec
+        with open_blob(root["doc"]) as f:
+            assert f.read() == b"bytes in a blob"
+    with img.transaction() as conn:
+        conn.root()["orai"].mood = "later"
+    with img.view(at=tid) as root:               # history: the state as of a tid
+        assert root["orai"].mood == image_spec
+    if img.location.kind == "folder":
+        with pytest.raises(ImageLocked):        # one process holds a FileStorage
+            open_image(image_spec)
+    else:                                        # two clients see each other's commits
+        other = open_image(image_spec)
+        with img.transaction() as conn:
             conn.root()["shared"] = 41
-        with b.view() as root:
+        with other.view() as root:
             assert root["shared"] == 41
-        a.close(), b.close()
-    finally:
-        stop()
+        other.close()
+    img.close()
+
+
+def test_memory_image_runs_the_same_code():
+    from kernel.schema import bootstrap
+    img = open_image("memory:")
+    bootstrap(img)
+    with img.transaction() as conn:
+        conn.root()["orai"].mood = "memory"
+    with img.view() as root:
+        assert root["orai"].mood == "memory"
+    img.close()
 
 
 # -- transactions --------------------------------------------------------------------
 
-def test_transaction_commits_or_aborts(mem_image):
-    with mem_image.transaction() as conn:
+def test_transaction_commits_or_aborts(any_image):
+    with any_image.transaction() as conn:
         conn.root()["x"] = 1
     with pytest.raises(ZeroDivisionError):
-        with mem_image.transaction() as conn:
+        with any_image.transaction() as conn:
             conn.root()["x"] = 2
             1 / 0
-    with mem_image.view() as root:
+    with any_image.view() as root:
         assert root["x"] == 1
 
 
-def test_conflicts_are_retried(mem_image):
-    with mem_image.transaction() as conn:
+def test_conflicts_are_retried(any_image):
+    with any_image.transaction() as conn:
         conn.root()["c"] = PersistentMapping(n=0)
     calls = []
 
     def bump(root):
         value = root["c"]["n"]
         if not calls:           # another writer commits between our read and our commit
-            with mem_image.transaction() as other:
+            with any_image.transaction() as other:
                 other.root()["c"]["n"] += 10
         calls.append(value)
         root["c"]["n"] = value + 1
-    mem_image.run(bump)
+    any_image.run(bump)
     assert len(calls) == 2
-    with mem_image.view() as root:
+    with any_image.view() as root:
         assert root["c"]["n"] == 11
 
 
-def test_conflict_surfaces_after_the_last_attempt(mem_image):
-    with mem_image.transaction() as conn:
+def test_conflict_surfaces_after_the_last_attempt(any_image):
+    with any_image.transaction() as conn:
         conn.root()["c"] = PersistentMapping(n=0)
 
     def always_conflict(root):
         root["c"]["n"] += 1
-        with mem_image.transaction() as other:
+        with any_image.transaction() as other:
             other.root()["c"]["n"] += 100
     with pytest.raises(ConflictError):
-        mem_image.run(always_conflict, attempts=2)
+        any_image.run(always_conflict, attempts=2)
 
 
 # -- clear errors, nothing lost ---------------------------------------------------------
