@@ -74,8 +74,9 @@ def build_parser():
     p.add_argument("--to", required=True, metavar="DIR", help="target folder (must be empty)")
     p.add_argument("--force", action="store_true", help="overwrite image files in a non-empty DIR")
 
-    img = sub.add_parser("image", help="history, packing, repair and serving",
-                         description="History, packing, repair and serving of the image.")
+    img = sub.add_parser("image", help="history, packing, repair, serving and copying",
+                         description="History, packing, repair, serving of the image, and "
+                                     "copying it between storages.")
     isub = img.add_subparsers(dest="image_command", metavar="ACTION", required=True)
     p = verb("at", ic.cmd_image_at, "open the image read-only as of a snapshot (console, or --json)",
              isub, json=True)
@@ -85,6 +86,19 @@ def build_parser():
     p.add_argument("--keep-days", type=float, default=7.0, metavar="N",
                    help="days of history to keep (default 7; 0 keeps only current state)")
     verb("check", ic.cmd_check, "load every record and look for every blob file", isub, json=True)
+    p = isub.add_parser(
+        "copy", help="copy the image into a new one on any storage, then verify the copy",
+        description="Copy every transaction (with its tid), record and blob of SOURCE into "
+                    "the new, empty image DESTINATION, through ZODB's copy-transactions path, "
+                    "then read both back and compare counts, the last transaction id and a "
+                    "SHA-256 of every record and blob. Each is a folder, zeo://... or "
+                    "postgresql://USER@HOST:PORT/DBNAME (a missing database is created). The "
+                    "source may be in use; the copy stops at its last transaction when the "
+                    "copy began. A snapshot folder is a valid SOURCE.")
+    p.add_argument("source", metavar="SOURCE")
+    p.add_argument("destination", metavar="DESTINATION")
+    _json_arg(p)
+    p.set_defaults(func=ic.cmd_image_copy)
     verb("recover", ic.cmd_recover, "salvage a damaged Data.fs with ZODB's fsrecover "
          "(the damaged file is kept)", isub)
     p = verb("serve", ic.cmd_serve, "serve the image over ZEO so other processes can attach", isub)

@@ -1,5 +1,5 @@
 """The image verbs of the CLI: thin wrappers over image/ and prototypes/."""
-from image import open_image, resolve
+from image import ImageError, open_image, resolve
 from image import snapshot as snap
 from image.dump import check
 from image.pack import pack
@@ -50,8 +50,44 @@ def cmd_info(args):
                 "objects": len(img.storage) if hasattr(img.storage, "__len__") else None}
         if loc.kind == "folder":
             info["data_fs_bytes"] = loc.data_fs.stat().st_size
+        if loc.kind == "postgresql":
+            info["objects"], info["database_bytes"] = _database_facts(img)
+        if loc.kind != "memory":
             info["snapshots"] = [s.name for s in snap.list_snapshots(loc)]
     _emit(args, info)
+    return 0
+
+
+def _database_facts(img):
+    """(current objects, pg_database_size) of a PostgreSQL image; None where the server
+    will not say."""
+    from image.relstore import keyword_dsn
+    try:
+        import psycopg2
+        with psycopg2.connect(keyword_dsn(img.location)) as conn, conn.cursor() as cur:
+            cur.execute("SELECT (SELECT count(*) FROM current_object), "
+                        "pg_database_size(current_database())")
+            return tuple(cur.fetchone())
+    except Exception:        # facts for info, never a reason to fail
+        return None, None
+
+
+def cmd_image_copy(args):
+    from image.copy import copy_image
+    src, dest = resolve(args.source), resolve(args.destination)
+    with ui.phase_progress(not args.json) as start:
+        report = copy_image(src, dest, progress=start)
+    if args.json:
+        ui.print_json(report)
+        return 0
+    fp = report["copy_fingerprint"]
+    ui.out.print(f"copied {ui.escape(str(src))} -> [bold]{ui.escape(str(dest))}[/]: "
+                 f"{report['copied']} transactions, {fp['objects']} objects, {fp['blobs']} "
+                 f"blob revisions ({fp['blob_bytes']:,} bytes), last tid {fp['last_tid']}")
+    ui.out.print(f"verified: every record and blob matches (sha256 {fp['digest'][:16]}…)")
+    if src.kind == "folder" and (src.path / "models").is_dir() and dest.kind != "folder":
+        ui.out.print(f"models stay in {ui.escape(str(src.path / 'models'))}: point $BATOS_MODELS "
+                     "there (or at a copy of it) on each machine that opens the new image")
     return 0
 
 
@@ -136,9 +172,9 @@ def cmd_pack(args):
         ui.print_json(result)
     else:
         b, a = result["before"], result["after"]
-        ui.out.print(f"packed: history before {result['cutoff']} dropped; Data.fs "
-                     f"{b.get('data_fs_bytes', 0):,} -> {a.get('data_fs_bytes', 0):,} bytes, "
-                     f"blob files {b.get('blob_files', 0)} -> {a.get('blob_files', 0)}")
+        sizes = (f"; Data.fs {b['data_fs_bytes']:,} -> {a['data_fs_bytes']:,} bytes, blob "
+                 f"files {b['blob_files']} -> {a['blob_files']}" if "data_fs_bytes" in b else "")
+        ui.out.print(f"packed: history before {result['cutoff']} dropped{sizes}")
     return 0
 
 
@@ -161,8 +197,21 @@ def cmd_check(args):
     return 0 if report.ok else 1
 
 
+def _folder_only(loc, verb, instead):
+    if loc.kind != "folder":
+        raise ImageError(f"`batos image {verb}` works on a folder image (FileStorage); "
+                         f"{loc} is a {loc.kind} image. {instead}")
+
+
+DATABASE_REPAIR = ("A PostgreSQL image is repaired by the database itself: restore a backup "
+                   "(pg_dump/pg_restore, or point-in-time recovery), or copy a snapshot back "
+                   "with `batos image copy SNAPSHOT_DIR postgresql://...` into a new database.")
+
+
 def cmd_recover(args):
     loc = resolve(args.image)
+    _folder_only(loc, "recover", DATABASE_REPAIR if loc.kind == "postgresql" else
+                 "Run it with --image FOLDER on the machine that holds the served folder.")
     kept, note = recover(loc.data_fs)
     with open_image(loc) as img:
         report = check(img.storage)
@@ -177,6 +226,9 @@ def cmd_serve(args):
 
     from image.serve import serve
     loc = resolve(args.image)
+    _folder_only(loc, "serve", "Every process (consoles, kernels, workers) opens a PostgreSQL "
+                 "image directly, on any machine that reaches the database: no server of ours "
+                 "is needed." if loc.kind == "postgresql" else "")
     address = args.address
     if address and ":" in address and not address.startswith("/"):
         host, _, port = address.rpartition(":")

@@ -63,6 +63,27 @@ def step_progress(description, total, enabled=True):
 
 
 @contextlib.contextmanager
+def phase_progress(enabled=True):
+    """Yield ``start(description, total) -> advance(steps)``: one bar per phase of a job."""
+    if not enabled or not err.is_terminal:
+        yield lambda description, total: (lambda n: None)
+        return
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=err, transient=True) as progress:
+        def start(description, total):
+            task = progress.add_task(description, total=total)
+            return lambda n: progress.advance(task, n)
+        yield start
+
+
+@contextlib.contextmanager
 def status(message, enabled=True):
     """A spinner with a message on a terminal, for work with no measurable total."""
     if not enabled or not err.is_terminal:

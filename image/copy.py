@@ -173,6 +173,16 @@ def copy_image(src: Location, dest: Location, progress=None) -> dict:
         raise ImageError("memory: lives only in one process; copy between a folder, a ZEO "
                          "server and a PostgreSQL database")
     _refuse_non_empty(dest)
+    made = dest.kind == "folder" and not dest.path.exists()
+    try:
+        return _copy_and_verify(src, dest, progress)
+    except BaseException:
+        if made and dest.path.exists():       # a folder we made holds only a partial copy
+            shutil.rmtree(dest.path)
+        raise
+
+
+def _copy_and_verify(src, dest, progress):
     source, _ = open_storage(src, read_only=True)
     try:
         stop = source.lastTransaction()
@@ -185,7 +195,13 @@ def copy_image(src: Location, dest: Location, progress=None) -> dict:
                 raise ImageError(f"{dest} already holds an image (last transaction "
                                  f"{target.lastTransaction().hex()}); copy into an empty one")
             tick = progress("copy", total) if progress else None
-            copied = copy_transactions(source, target, stop, tick)
+            try:
+                copied = copy_transactions(source, target, stop, tick)
+            except Exception as e:
+                if dest.kind == "folder":
+                    raise
+                raise ImageError(f"{e}; {dest} now holds a partial copy: drop it (for "
+                                 "PostgreSQL: dropdb) before copying again") from e
             theirs = fingerprint(source, stop, progress("verify source", total) if progress else None)
             ours = fingerprint(target, None, progress("verify copy", total) if progress else None)
         finally:

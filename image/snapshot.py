@@ -1,10 +1,15 @@
-"""Named, consistent, verifiable copies of a folder image.
+"""Named, consistent, verifiable copies of an image, as FileStorage folders.
 
-A snapshot is cut at a transaction boundary: FileStorage only appends, so
-the bytes of Data.fs up to the end of the last committed transaction are a
-complete storage, and blob files never change once committed. The copy is
-taken through a read-only FileStorage, which takes no lock, so it works while
-the kernel (or anything else) keeps writing.
+A snapshot is cut at a transaction boundary. Of a folder image: FileStorage
+only appends, so the bytes of Data.fs up to the end of the last committed
+transaction are a complete storage, and blob files never change once
+committed; the copy is taken through a read-only FileStorage, which takes no
+lock, so it works while the kernel (or anything else) keeps writing. Of a
+PostgreSQL (or ZEO) image: its transactions up to the last committed one are
+replayed into a new FileStorage (image/copy.py), while others keep writing.
+Either way the snapshot is a folder with the same manifest. Those of a
+folder image live in IMAGE/snapshots; the others in
+``$XDG_DATA_HOME/batos/snapshots/<the image's name>``.
 """
 import datetime
 import hashlib
@@ -17,7 +22,7 @@ from pathlib import Path
 
 from ZODB.POSException import POSKeyError
 from ZODB.TimeStamp import TimeStamp
-from ZODB.utils import oid_repr
+from ZODB.utils import oid_repr, z64
 from zope.interface import implementer
 
 from . import classes, dump
@@ -89,8 +94,16 @@ class Snapshot:
 
 
 def snapshot_root(loc: Location, root=None) -> Path:
-    _need_folder(loc)
-    return Path(root) if root else loc.snapshot_dir
+    if root:
+        return Path(root)
+    if loc.kind == "folder":
+        return loc.snapshot_dir
+    if loc.kind == "memory":
+        raise ImageError("a memory: image lives in one process; snapshots are taken of a "
+                         "folder, ZEO or PostgreSQL image")
+    from .location import default_image_dir
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", str(loc).split("://", 1)[-1]).strip("-")
+    return default_image_dir().parent / "snapshots" / f"{loc.kind}-{slug}"
 
 
 def list_snapshots(loc: Location, root=None) -> list[Snapshot]:
@@ -117,40 +130,100 @@ def create_snapshot(loc: Location, name: str, root=None, progress=None) -> Snaps
     if dest.exists():
         raise SnapshotError(f"a snapshot named {name!r} already exists at {dest}")
     partial = dest.with_name(name + ".partial")
-    with maintenance(loc.path):
-        storage, _ = open_storage(loc, read_only=True)
-        try:
-            end = storage.getSize()
-            # Not storage.lastTransaction(): when the file was opened during a
-            # commit, FileStorage reports the unfinished transaction's tid while
-            # its size stops before it. The last complete one ends at ``end``.
-            tid = last_tid_before(storage._file.fileno(), end)
-            counts, blob_files = _blob_revisions(storage, tid)
-            if partial.exists():
-                shutil.rmtree(partial)
-            (partial / BLOB_DIR).mkdir(parents=True)
-            total = end + sum(os.path.getsize(s) for s, _ in blob_files)
-            files = {DATA_FS: _copy(storage._file.fileno(), partial / DATA_FS, end, progress)}
-            for src, rel in blob_files:
-                files[rel] = copy_hashed(src, partial / rel, progress)
-            layout = Path(storage.blob_dir) / ".layout"
-            if layout.exists():
-                files[f"{BLOB_DIR}/.layout"] = copy_hashed(layout, partial / BLOB_DIR / ".layout", None)
-            schema = _schema_version(storage, tid)   # closes the storage
-        finally:
-            storage.close()
-        manifest = {
-            "format": FORMAT, "name": name, "created": _now(), "source": str(loc.path),
-            "tid": tid.hex(), "tid_time": tid_time(tid), "schema_version": schema,
-            "objects": counts["objects"], "blobs": counts["blobs"],
-            "blob_files": len(blob_files), "bytes": total, "files": files,
-        }
-        write_json_atomic(partial / MANIFEST, manifest)
-        _check_copy(partial, tid)
-        os.replace(partial, dest)
+    if partial.exists():
+        shutil.rmtree(partial)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if loc.kind == "folder":
+        with maintenance(loc.path):
+            cut = _cut_folder(loc, partial, progress)
+            _finish(loc, name, partial, dest, *cut)
+    else:
+        _finish(loc, name, partial, dest, *_cut_by_copy(loc, partial, progress))
+    tid, counts = cut_tid_counts(dest)
     log.info("snapshot %s taken at tid %s (%d objects, %d blobs)", name, tid.hex(),
              counts["objects"], counts["blobs"])
     return Snapshot(dest)
+
+
+def cut_tid_counts(dest):
+    m = Snapshot(dest).manifest
+    return bytes.fromhex(m["tid"]), {"objects": m["objects"], "blobs": m["blobs"]}
+
+
+def _cut_folder(loc, partial, progress):
+    """Data.fs up to its last complete transaction, and the blob files up to it."""
+    storage, _ = open_storage(loc, read_only=True)
+    try:
+        end = storage.getSize()
+        # Not storage.lastTransaction(): when the file was opened during a
+        # commit, FileStorage reports the unfinished transaction's tid while
+        # its size stops before it. The last complete one ends at ``end``.
+        tid = last_tid_before(storage._file.fileno(), end)
+        counts, blob_files = _blob_revisions(storage, tid)
+        (partial / BLOB_DIR).mkdir(parents=True)
+        total = end + sum(os.path.getsize(s) for s, _ in blob_files)
+        files = {DATA_FS: _copy(storage._file.fileno(), partial / DATA_FS, end, progress)}
+        for src, rel in blob_files:
+            files[rel] = copy_hashed(src, partial / rel, progress)
+        layout = Path(storage.blob_dir) / ".layout"
+        if layout.exists():
+            files[f"{BLOB_DIR}/.layout"] = copy_hashed(layout, partial / BLOB_DIR / ".layout", None)
+        schema = _schema_version(storage, tid)   # closes the storage
+    finally:
+        storage.close()
+    return tid, counts, files, total, schema
+
+
+def _cut_by_copy(loc, partial, progress):
+    """A database's transactions up to its last one, replayed into a FileStorage."""
+    from ZODB.FileStorage import FileStorage
+
+    from .copy import copy_transactions, fingerprint, first_difference
+    source, _ = open_storage(loc, read_only=True)
+    try:
+        tid = source.lastTransaction()
+        if tid == z64:
+            raise SnapshotError(f"{loc} has no committed transaction yet")
+        (partial / BLOB_DIR).mkdir(parents=True)
+        copy = FileStorage(str(partial / DATA_FS), blob_dir=str(partial / BLOB_DIR))
+        try:
+            copy_transactions(source, copy, tid)
+        finally:
+            copy.close()
+        copy = FileStorage(str(partial / DATA_FS), blob_dir=str(partial / BLOB_DIR),
+                           read_only=True)
+        try:
+            diff = first_difference(fingerprint(source, tid), fingerprint(copy))
+            if diff:
+                raise SnapshotError(f"the snapshot's copy of {loc} differs from it: {diff}")
+            counts, _ = _blob_revisions(copy, tid)
+            schema = _schema_version(copy, tid)
+        finally:
+            copy.close()
+    finally:
+        source.close()
+    files, total = {}, 0
+    for p in sorted(partial.rglob("*")):
+        rel = p.relative_to(partial).as_posix()
+        if p.is_file() and not _IGNORED.match(rel):
+            files[rel] = {"sha256": sha256_file(p), "size": p.stat().st_size}
+            total += files[rel]["size"]
+            if progress:
+                progress(files[rel]["size"])
+    return tid, counts, files, total, schema
+
+
+def _finish(loc, name, partial, dest, tid, counts, files, total, schema):
+    manifest = {
+        "format": FORMAT, "name": name, "created": _now(), "source": str(loc.path or loc),
+        "tid": tid.hex(), "tid_time": tid_time(tid), "schema_version": schema,
+        "objects": counts["objects"], "blobs": counts["blobs"],
+        "blob_files": sum(1 for rel in files if rel.endswith(".blob")), "bytes": total,
+        "files": files,
+    }
+    write_json_atomic(partial / MANIFEST, manifest)
+    _check_copy(partial, tid)
+    os.replace(partial, dest)
 
 
 def restore_snapshot(snap: Snapshot, to, force=False, progress=None) -> dict:
@@ -186,12 +259,6 @@ def last_tid_before(fd, end):
         raise SnapshotError("the image has no committed transaction yet")
     tl = struct.unpack(">Q", os.pread(fd, 8, end - 8))[0]
     return os.pread(fd, 8, end - 8 - tl)
-
-
-def _need_folder(loc):
-    if loc.kind != "folder":
-        raise ImageError(f"snapshots are taken of a folder image, not {loc}; "
-                         "run the command with --image FOLDER on the machine that holds it")
 
 
 def _blob_revisions(storage, tid):

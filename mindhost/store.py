@@ -36,7 +36,10 @@ def default_store(loc) -> Path:
     if env:
         return Path(env)
     if loc.kind != "folder":
-        raise ModelStoreError(f"a {loc.kind} image has no folder for models; set $BATOS_MODELS")
+        raise ModelStoreError(
+            f"a {loc.kind} image has no folder for models; set $BATOS_MODELS to a folder on "
+            "each machine that runs a mind (the same models, e.g. a shared mount), then run "
+            "the command again")
     return loc.path / "models"
 
 

@@ -80,11 +80,10 @@ def image_spec(request, tmp_path):
     if request.param == "folder":
         yield str(tmp_path / "image")
     elif request.param == "zeo":
-        from image import open_image
         from image.location import Location
         from image.serve import serve
         folder = tmp_path / "served"
-        open_image(folder, create=True).close()
+        folder.mkdir()              # empty: the server's FileStorage makes Data.fs
         sock = tmp_path / "zeo.sock"
         _, stop = serve(Location("folder", path=folder), str(sock))
         yield f"zeo://{sock}"
