@@ -139,13 +139,16 @@ def build_parser():
 
     from . import kernel_cmd
     p = verb("kernel", kernel_cmd.cmd_kernel,
-             "run the kernel: serve the image over ZEO, run missions from the queue, the "
-             "heartbeat and the OpenAI-compatible HTTP API; SIGTERM stops it cleanly")
+             "run the kernel: serve a folder image over ZEO (a postgresql:// one needs no "
+             "server), run missions from the queue, the heartbeat, the night and the "
+             "OpenAI-compatible HTTP API; with --worker, only claim and run missions, on "
+             "any machine that reaches the image; SIGTERM stops it cleanly")
     kernel_cmd.add_kernel_arguments(p)
     p = verb("api-token", kernel_cmd.cmd_api_token, "print the HTTP API's bearer token "
              "(IMAGE/api-token, mode 0600)")
     p.add_argument("--rotate", action="store_true", help="make a new token (restart the kernel)")
-    p = verb("missions", kernel_cmd.cmd_missions, "recent missions and their states", json=True)
+    p = verb("missions", kernel_cmd.cmd_missions, "recent missions and their states, and the "
+             "kernels and workers running them (when each was last seen)", json=True)
     p.add_argument("-n", type=int, default=20, help="how many (default 20)")
 
     from . import night_cmd

@@ -54,6 +54,12 @@ def cmd_info(args):
             info["objects"], info["database_bytes"] = _database_facts(img)
         if loc.kind != "memory":
             info["snapshots"] = [s.name for s in snap.list_snapshots(loc)]
+        from kernel import runners
+        with img.view() as root:
+            if "runners" in root:
+                info["runners"] = [
+                    {k: r[k] for k in ("id", "role", "minds", "silent_s", "alive", "running",
+                                       "done")} for r in runners.rows(root)]
     _emit(args, info)
     return 0
 

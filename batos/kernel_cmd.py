@@ -32,14 +32,31 @@ def add_kernel_arguments(p):
                    help="local time of the nightly cycle, `batos dream` for both minds "
                         f"(default {d.dream_at}; 'now' for one night right after start-up; "
                         "'off' for none)")
+    w = p.add_argument_group(
+        "workers on more machines",
+        "A worker connects to the shared image (postgresql://..., or the folder or zeo:// "
+        "address of a running kernel), claims missions from the shared queue and runs them; "
+        "it serves no API, runs no heartbeat audit and no night. A killed worker's claims "
+        "lapse after --expiry seconds and another runner takes its missions.")
+    w.add_argument("--worker", action="store_true", help="run as a worker")
+    w.add_argument("--minds", default=None, metavar="NAMES",
+                   help="comma-separated minds whose missions this runner claims "
+                        "(default: both); their models load at start")
+    w.add_argument("--presence", type=float, default=d.presence, metavar="SECONDS",
+                   help=f"how often a runner records that it is alive (default {d.presence:g})")
+    w.add_argument("--expiry", type=float, default=d.expiry, metavar="SECONDS",
+                   help="a runner silent this long loses its claims to the others "
+                        f"(default {d.expiry:g})")
 
 
 def cmd_kernel(args):
     from kernel.kernel import Kernel
     loc = resolve(args.image)
+    minds = tuple(m.strip() for m in args.minds.split(",") if m.strip()) if args.minds else ()
     opts = options(http=args.http, zeo=args.zeo, workers=args.workers,
-                   heartbeat=args.heartbeat, grace=args.grace, dream_at=args.dream_at)
-    if not (loc.kind == "folder" and loc.data_fs.exists()):
+                   heartbeat=args.heartbeat, grace=args.grace, dream_at=args.dream_at,
+                   worker=args.worker, minds=minds, presence=args.presence, expiry=args.expiry)
+    if loc.kind == "folder" and not loc.data_fs.exists():
         raise ValueError(f"no image at {loc}; create one with `batos init` first")
     stop = threading.Event()
     kernel = Kernel(loc, opts)
@@ -54,8 +71,12 @@ def cmd_kernel(args):
     try:
         info = kernel.info()
         # one plain line (never wrapped): scripts and tests wait for it
-        print(f"kernel ready on {loc}: zeo {info['zeo']}, http {info['http'] or 'off'}; "
-              f"logs in {kernel.logfile}", flush=True)
+        if kernel.role == "worker":
+            print(f"worker ready on {loc}: id {kernel.id}, minds "
+                  f"{','.join(kernel.minds) or 'both'}; logs in {kernel.logfile}", flush=True)
+        else:
+            print(f"kernel ready on {loc}: zeo {info['zeo']}, http {info['http'] or 'off'}; "
+                  f"logs in {kernel.logfile}", flush=True)
         kernel.run(stop)          # the main thread does the model work until SIGTERM
     finally:
         kernel.stop()
@@ -72,13 +93,27 @@ def cmd_api_token(args):
 
 def cmd_missions(args):
     from kernel import missions as ms
+    from kernel import runners
     with open_image(resolve(args.image), read_only=True) as img, img.view() as root:
         rows = [ms.summary(m) for m in ms.recent(root, args.n)]
+        present = runners.rows(root) if "runners" in root else []
     if args.json:
         ui.print_json(rows)
         return 0
     ui.out.print(missions_table(rows))
+    if present:
+        ui.out.print(runners_table(present))
     return 0
+
+
+def runners_table(rows):
+    from rich.table import Table
+    t = Table("runner", "role", "minds", "last seen", "running", "done", title="runners")
+    for r in rows:
+        seen = f"{r['silent_s']:.0f} s ago" + ("" if r["alive"] else " [red](gone)[/]")
+        t.add_row(ui.escape(r["id"]), r["role"], ",".join(r["minds"]) or "both", seen,
+                  str(len(r["running"])), str(r["done"]))
+    return t
 
 
 def missions_table(rows):

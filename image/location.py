@@ -65,6 +65,18 @@ class Location:
         return str(self.path)
 
 
+def local_dir(loc: Location) -> Path:
+    """Where this machine keeps its own files for an image (logs, snapshots, a kernel's
+    token and night work): the folder itself, or, for a ZEO or PostgreSQL image,
+    ``$XDG_DATA_HOME/batos/places/<kind>-<address and name>``."""
+    if loc.kind == "folder":
+        return loc.path
+    if loc.kind == "memory":
+        raise ValueError("a memory: image keeps no files")
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", str(loc).split("://", 1)[-1]).strip("-")
+    return default_image_dir().parent / "places" / f"{loc.kind}-{slug}"
+
+
 def resolve(spec: str | os.PathLike | None = None) -> Location:
     """Turn ``--image`` (or its fallbacks) into a Location."""
     if spec is None or spec == "":

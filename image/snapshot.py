@@ -8,8 +8,8 @@ lock, so it works while the kernel (or anything else) keeps writing. Of a
 PostgreSQL (or ZEO) image: its transactions up to the last committed one are
 replayed into a new FileStorage (image/copy.py), while others keep writing.
 Either way the snapshot is a folder with the same manifest. Those of a
-folder image live in IMAGE/snapshots; the others in
-``$XDG_DATA_HOME/batos/snapshots/<the image's name>``.
+folder image live in IMAGE/snapshots; the others in the snapshots folder of
+``location.local_dir``.
 """
 import datetime
 import hashlib
@@ -30,7 +30,7 @@ from .blobs import missing
 from .errors import ImageError, SnapshotError
 from .files import copy_hashed, sha256_file, write_json_atomic
 from .interfaces import ISnapshot
-from .location import BLOB_DIR, DATA_FS, Location
+from .location import BLOB_DIR, DATA_FS, SNAPSHOT_DIR, Location, local_dir
 from .locks import maintenance
 from .meta import META_KEY
 from .storage import open_storage
@@ -101,9 +101,7 @@ def snapshot_root(loc: Location, root=None) -> Path:
     if loc.kind == "memory":
         raise ImageError("a memory: image lives in one process; snapshots are taken of a "
                          "folder, ZEO or PostgreSQL image")
-    from .location import default_image_dir
-    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", str(loc).split("://", 1)[-1]).strip("-")
-    return default_image_dir().parent / "snapshots" / f"{loc.kind}-{slug}"
+    return local_dir(loc) / SNAPSHOT_DIR
 
 
 def list_snapshots(loc: Location, root=None) -> list[Snapshot]:

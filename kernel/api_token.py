@@ -17,10 +17,13 @@ class TokenError(ImageError):
 
 
 def token_path(loc):
-    if loc.kind != "folder":
-        raise TokenError(f"the API token lives in an image folder; {loc} is not one "
-                         "(use the folder the kernel serves)")
-    return loc.path / TOKEN_FILE
+    """IMAGE/api-token; for a PostgreSQL image, in this machine's folder for it
+    (``image.location.local_dir``), beside the kernel that serves its API."""
+    if loc.kind not in ("folder", "postgresql"):
+        raise TokenError(f"the API token lives beside the kernel's image; {loc} is not one "
+                         "(use the folder or the postgresql:// URL the kernel runs on)")
+    from image.location import local_dir
+    return local_dir(loc) / TOKEN_FILE
 
 
 def ensure_token(loc, rotate=False) -> str:

@@ -1,8 +1,12 @@
-"""The kernel: the long-running process that owns a folder image.
+"""The kernel: the long-running process that owns an image, and its workers.
 
-It starts in ordered ``init_*`` steps: serve the image over ZEO, open its own
-client, load services, re-queue what a killed kernel left running, start the
-workers, the HTTP API and the scheduler (heartbeat, later the night cycle).
+It starts in ordered ``init_*`` steps: serve a folder image over ZEO (a
+PostgreSQL image needs no server), open its own client, load services,
+re-queue what a killed kernel left running, start the workers, the HTTP API
+and the scheduler (presence, heartbeat, the night cycle). A *worker*
+(``worker=True``) runs only the mission threads and its presence, on a
+PostgreSQL image or attached to a kernel's ZEO server, on any machine;
+runners.py says how claims among runners work.
 Missions come from the persistent queue (anyone attached may enqueue); each
 runs through the PSM on a worker thread. ``stop()`` lets in-flight missions
 finish within a grace period, then abandons them (their transactions abort
@@ -17,11 +21,13 @@ import time
 
 from image import open_image
 from image.errors import ImageError, ImageLocked
+from image.location import local_dir
 from image.meta import get_meta
 from mindhost.pool import ModelPool
 from prototypes import settings as st
 
 from . import missions as ms
+from . import runners
 from .options import KernelOptions, options
 from .psm import Cancelled, CycleFailed, Services, run_mission
 from .tools import rss_bytes
@@ -130,25 +136,33 @@ class Kernel:
 
     def __init__(self, loc, opts=None, *, pool=None, embedder=None, **overrides):
         """``opts``: KernelOptions (or plain data); keyword overrides win over it."""
-        if loc.kind != "folder":
-            raise ImageError(f"the kernel serves a folder image; {loc} is not one")
         data = st.plain(opts) if isinstance(opts, KernelOptions) else dict(opts or {})
         opts = options({**data, **overrides})      # None is refused, not taken as "default"
-        self.opts, self.loc = opts, loc
+        self.role = "worker" if opts.worker else "kernel"
+        if loc.kind == "memory" or (self.role == "kernel" and loc.kind == "zeo"):
+            raise ImageError(
+                f"the kernel runs on a folder image (it serves it over ZEO) or on a "
+                f"postgresql:// image; {loc} is neither. To add a worker to a running kernel, "
+                "use `batos kernel --worker`")
+        self.opts, self.loc, self.home = opts, loc, local_dir(loc)
         self.zeo_address, self.http_address = opts.zeo_address(), opts.http_address()
         self.n_workers, self.heartbeat = opts.workers, opts.heartbeat
         self.grace, self.poll, self.dream_at = opts.grace, opts.poll, opts.dream_time()
+        self.minds = tuple(opts.minds)
+        if self.role == "worker":          # missions only: no API, audits or night
+            self.http_address, self.heartbeat, self.dream_at = None, 0, None
         self.pool, self.embedder = pool, embedder
         self.started = time.time()
-        self.id = f"{os.uname().nodename}:{os.getpid()}:{int(self.started)}"
+        self.id = runners.new_id(self.started)
         self.jobs, self.streams, self.inflight = [], {}, set()
+        self.running, self.done = set(), 0
         self.work = queue.Queue()
         self.wake = threading.Event()
         self.stopping = threading.Event()
         self.night_cancel = threading.Event()     # SIGTERM: the night stops between steps
         self.threads = []
         self.main = MainThread()
-        self.stop_server = self.img = self.http = self.logfile = None
+        self.stop_server = self.img = self.http = self.logfile = self.services = None
         self._lock = threading.Lock()
 
     # -- start-up, in order ------------------------------------------------------
@@ -165,6 +179,8 @@ class Kernel:
         return self
 
     def init_serve(self):
+        if self.role == "worker" or self.loc.kind != "folder":
+            return              # PostgreSQL: every process opens the database itself
         from image.serve import serve
         try:
             self.zeo_address, self.stop_server = serve(self.loc, self.zeo_address)
@@ -182,9 +198,10 @@ class Kernel:
         """JSON lines to IMAGE/logs/kernel.jsonl (once the image is ours: a refused
         second kernel writes nothing into the running one's log)."""
         from .logs import JsonFormatter, route_libraries
-        folder = self.loc.path / "logs"
-        folder.mkdir(exist_ok=True)
-        self.logfile = folder / "kernel.jsonl"
+        folder = self.home / "logs"
+        folder.mkdir(parents=True, exist_ok=True)
+        self.logfile = folder / ("kernel.jsonl" if self.role == "kernel"
+                                 else f"worker-{os.getpid()}.jsonl")
         handler = logging.FileHandler(self.logfile)
         handler.setFormatter(JsonFormatter())
         route_libraries(handler)            # library warnings: into the kernel's log too
@@ -196,25 +213,59 @@ class Kernel:
         root.addHandler(handler)
 
     def init_image(self):
-        addr = self.zeo_address
-        spec = f"zeo://{addr}" if isinstance(addr, str) else f"zeo://{addr[0]}:{addr[1]}"
+        if self.stop_server is not None:           # ours, served over ZEO
+            addr = self.zeo_address
+            spec = f"zeo://{addr}" if isinstance(addr, str) else f"zeo://{addr[0]}:{addr[1]}"
+        elif self.loc.kind == "folder":            # a worker: attach to the kernel's server
+            from image.storage import serving_address
+            addr = serving_address(self.loc)
+            if addr is None:
+                raise ImageError(f"no kernel serves {self.loc}, so a worker cannot attach; "
+                                 f"start `batos kernel --image {self.loc}` first")
+            spec = f"zeo://{addr}"
+        else:
+            spec = self.loc
         self.img = open_image(spec)
         from kernel.schema import bootstrap
         bootstrap(self.img)
+        if self.role == "kernel" and self.stop_server is None:
+            self._refuse_second_kernel()
+
+    def _refuse_second_kernel(self):
+        """On PostgreSQL nothing locks the image: the kernel's presence says it runs."""
+        with self.img.view() as root:
+            other = get_meta(root).get("kernel")
+            if other and other.get("id") != self.id and runners.alive(
+                    root, other.get("id"), expiry=self.opts.expiry):
+                raise KernelRunning(
+                    f"a kernel ({other.get('id')}) already runs on {self.loc}; stop it "
+                    "(SIGTERM) first, or add this machine as a worker: `batos kernel --worker`")
 
     def init_services(self):
         from memory.embed import get_embedder
 
         from .api_token import ensure_token
-        self.token = ensure_token(self.loc)
+        self.token = ensure_token(self.loc) if self.role == "kernel" else None
         self.services = Services(self.pool or ModelPool(), self.embedder or get_embedder(),
                                  kernel_id=self.id, infer=self.main.call)
+        if self.role == "worker" and self.minds:     # load its minds now: fail early
+            pool = self.services.pool
+            with self.img.view() as root:
+                wanted = [pool.describe(root, mind) for mind in self.minds]
+            for desc in wanted:
+                with pool.lease(desc):
+                    pass
 
     def init_recovery(self):
-        """Missions a killed kernel was running are still queued: say so; give up on repeat crashers."""
+        """Missions a killed kernel was running are still queued: say so; give up on repeat
+        crashers. Those a live worker runs are its own."""
+        if self.role == "worker":
+            return
         with self.img.view() as root:
+            now = time.time()
             stale = [(mid, root["missions"][mid].attempts) for mid in ms.queued(root, None)
-                     if root["missions"][mid].started is not None]
+                     if root["missions"][mid].started is not None and runners.claimable(
+                         root, root["missions"][mid], self.id, now=now, expiry=self.opts.expiry)]
         for mid, attempts in stale:
             if attempts >= ms.MAX_ATTEMPTS:
                 self.img.run(ms.record_failure, mid, "IDLE",
@@ -247,24 +298,43 @@ class Kernel:
             self.schedule("heartbeat", self.beat, every=self.heartbeat)
         if self.dream_at:
             self.schedule("dream", self.dream, at=self.dream_at)
-        t = threading.Thread(target=self._scheduler, name="scheduler", daemon=True)
-        t.start()
-        self.threads.append(t)
+        # presence has a thread of its own: a job (the night above all) may take hours
+        for target, name in ((self._presence, "presence"), (self._scheduler, "scheduler")):
+            t = threading.Thread(target=target, name=name, daemon=True)
+            t.start()
+            self.threads.append(t)
 
     def init_publish(self):
         info = self.info()
 
         def publish(root):
-            get_meta(root)["kernel"] = info
-        self.img.run(publish, note="kernel started")
+            if self.role == "kernel":
+                get_meta(root)["kernel"] = info
+            self._beat(root)
+        self.img.run(publish, note=f"{self.role} started")
 
     def info(self) -> dict:
-        z = self.zeo_address
-        return {"pid": os.getpid(), "id": self.id, "started": self.started,
+        from .api_token import token_path
+        z = self.zeo_address if self.stop_server is not None else None
+        return {"pid": os.getpid(), "id": self.id, "role": self.role, "started": self.started,
+                "image": str(self.loc), "minds": list(self.minds),
                 "zeo": z if isinstance(z, str) else f"{z[0]}:{z[1]}" if z else None,
                 "http": f"http://{self.http_address[0]}:{self.http_address[1]}"
                 if self.http is not None else None,
-                "token_file": str(self.loc.path / "api-token"), "workers": self.n_workers}
+                "token_file": str(token_path(self.loc)) if self.role == "kernel" else None,
+                "workers": self.n_workers}
+
+    def presence(self):
+        """Say this runner is alive (and which missions it runs), in its own record."""
+        self.img.run(self._beat, note=f"{self.role} presence")
+
+    def _beat(self, root):
+        with self._lock:
+            running, done = set(self.running), self.done
+        runners.beat(root, self.id, role=self.role, minds=self.minds, running=running,
+                     done=done, started=self.started, address=self.info()["http"])
+        if self.role == "kernel":
+            runners.forget_gone(root)
 
     # -- behaviour --------------------------------------------------------------
     def submit(self, mind, request, **kw) -> str:
@@ -305,7 +375,7 @@ class Kernel:
         def night():
             self.services.pool.unload_all()
             return dream(self.img, minds or ORDER, store_dir=store.default_store(self.loc),
-                         work_dir=self.loc.path / "dream", reporter=LogReporter(),
+                         work_dir=self.home / "dream", reporter=LogReporter(),
                          cancel=self.night_cancel, skip_unready=True)
         log.info("the night begins", extra={"event": "dream_start"})
         try:
@@ -328,7 +398,10 @@ class Kernel:
                 break
             try:
                 with self.img.view() as root:
-                    waiting = ms.queued(root)
+                    now = time.time()
+                    waiting = [mid for mid in ms.queued(root) if runners.claimable(
+                        root, root["missions"].get(mid), self.id, minds=self.minds, now=now,
+                        expiry=self.opts.expiry)]
             except Exception:       # the ZEO link can drop for a moment: try again
                 log.exception("cannot read the queue", extra={"event": "queue_error"})
                 continue
@@ -360,9 +433,17 @@ class Kernel:
     def _run(self, mid):
         s = self.stream(mid)
         try:
-            if self.img.run(ms.claim, mid, self.id, note=f"mission {mid}: claimed") is None:
+            if self.img.run(ms.claim, mid, self.id, self.minds, self.opts.expiry,
+                            note=f"mission {mid}: claimed") is None:
                 return
-            run_mission(self.img, mid, self.services, on_event=s.push)
+            with self._lock:
+                self.running.add(mid)
+            try:
+                run_mission(self.img, mid, self.services, on_event=s.push)
+            finally:
+                with self._lock:
+                    self.running.discard(mid)
+                    self.done += 1
             log.info("mission %s done", mid, extra={"event": "mission_done", "mission": mid,
                                                     "rss_bytes": rss_bytes()})
         except Cancelled:
@@ -373,6 +454,13 @@ class Kernel:
             log.exception("mission %s could not run", mid, extra={"event": "mission_error",
                                                                   "mission": mid})
             s.push("failed", f"{type(e).__name__}: {e}")
+
+    def _presence(self):
+        while not self.stopping.wait(self.opts.presence):
+            try:
+                self.presence()
+            except Exception:       # the link can drop for a moment: say so, go on
+                log.exception("cannot write presence", extra={"event": "presence_error"})
 
     def _scheduler(self):
         while not self.stopping.wait(1.0):
@@ -413,7 +501,7 @@ class Kernel:
         """
         if self.stopping.is_set():
             return
-        if self.stop_server is None:       # it never served the image: nothing to undo
+        if self.stop_server is None and self.img is None:   # it never opened: nothing to undo
             self.stopping.set()
             return
         log.info("kernel stopping", extra={"event": "stopping", "inflight": sorted(self.inflight)})
@@ -437,8 +525,15 @@ class Kernel:
             self.http.server_close()
         try:
             if self.img is not None:
-                self.img.run(lambda root: get_meta(root).pop("kernel", None),
-                             note="kernel stopped")
+                def unpublish(root):
+                    if self.role == "kernel":
+                        get_meta(root).pop("kernel", None)
+                    runners.leave(root, self.id)
+                try:
+                    self.img.run(unpublish, note=f"{self.role} stopped")
+                except Exception as e:      # the image went first (its server stopped)
+                    log.warning("could not remove this %s's presence record (%s); it lapses "
+                                "by itself", self.role, e, extra={"event": "unpublish_error"})
         finally:
             if services is not None:
                 services.pool.unload_all()

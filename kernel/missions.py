@@ -20,6 +20,8 @@ from image.keys import new_key
 from mindhost.minds import MINDS
 from prototypes import UvmObject
 
+from .runners import EXPIRY, claimable
+
 KINDS = ("chat", "task", "audit", "extend")
 # The queue keeps a head key "" for good: BTrees resolve concurrent inserts and
 # deletes of distinct keys unless the first key changes or the bucket empties
@@ -57,11 +59,15 @@ def enter(root, mission, state):
     mission.trail.append((state, time.time()))
 
 
-def claim(root, mid, kernel_id):
-    """Mark a queued mission as taken by a kernel (a short commit of its own); None if done."""
+def claim(root, mid, kernel_id, minds=(), expiry=None):
+    """Mark a queued mission as taken by a runner (a short commit of its own); None if it
+    is done, or held by another runner that is still alive (runners.py)."""
     m = root["missions"].get(mid)
     if m is None or m.state in TERMINAL or m.id not in root["queue"]:
         return None                  # done meanwhile: nothing to run
+    if "runners" in root and not claimable(root, m, kernel_id, minds=minds,
+                                           expiry=EXPIRY if expiry is None else expiry):
+        return None
     m.started = time.time()
     m.attempts = m.attempts + 1
     m.runner = kernel_id

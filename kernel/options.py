@@ -20,6 +20,12 @@ class KernelOptions:
     grace: float = st.number(30.0, min=0.0)       # on SIGTERM, how long work may finish
     poll: float = st.number(0.2, min=0.01)        # how often the queue is read
     dream_at: str = "02:00"
+    # A worker claims and runs missions from the shared queue, nothing else: no
+    # HTTP API, ZEO server, heartbeat audits or night (runners.py has the rules).
+    worker: bool = False
+    minds: tuple[str, ...] = ()                   # minds whose missions it claims (): both
+    presence: float = st.number(5.0, min=0.1)     # how often a runner says it is alive
+    expiry: float = st.number(30.0, min=0.5)      # a runner silent this long loses its claims
 
     def http_address(self):
         return None if self.http == "off" else hostport(self.http, "HTTP")
@@ -44,6 +50,14 @@ def options(data=None, **overrides) -> KernelOptions:
         opts.http_address(), opts.zeo_address(), opts.dream_time()
     except ValueError as e:
         raise st.SettingsError(f"kernel options: {e}") from None
+    from mindhost.minds import MINDS
+    bad = [m for m in opts.minds if m not in MINDS]
+    if bad:
+        raise st.SettingsError(f"kernel options: no mind named {', '.join(bad)}; the minds are "
+                               f"{', '.join(MINDS)}")
+    if opts.expiry <= opts.presence:
+        raise st.SettingsError(f"kernel options: expiry ({opts.expiry:g} s) must be longer than "
+                               f"presence ({opts.presence:g} s), or live runners lose their claims")
     return opts
 
 

@@ -21,8 +21,9 @@ from .extend import ExtensionSettings
 from .missions import QUEUE_HEAD
 
 PSM_STATES = ("IDLE", "DECOMPOSING", "DELEGATING", "SYNTHESIZING", "COMPLETE", "FAILED")
-# missions: id -> mission; queue: key -> mission id; failures and audits: time key -> record
-CONTAINERS = ("missions", "queue", "failures", "audits")
+# missions: id -> mission; queue: key -> mission id; failures and audits: time key -> record;
+# runners: runner id -> presence record (runners.py)
+CONTAINERS = ("missions", "queue", "failures", "audits", "runners")
 
 # The PSM's prompts are slots of the state prototypes: read and changed at runtime.
 STATE_PROMPTS = {
