@@ -27,7 +27,8 @@ class ConsoleExtension:
         """What misses go to while an input runs (None: read-only, plain errors)."""
         if self.c.read_only:
             return None
-        if self.c.img.location.kind == "zeo":
+        from kernel.runners import served
+        if served(self.c.img):
             return extend.MissionExtender(self.c.img, on_submitted=self._submitted,
                                           on_state=self._state)
         return extend.Extender(self._ask, progress=self._progress)

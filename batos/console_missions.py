@@ -43,7 +43,8 @@ class Missions:
         with img.transaction(note=f"mission for {mind} (console)") as conn:
             mid = ms.new_mission(conn.root(), mind, text, history=self.turns[mind],
                                  source="console").id
-        if img.location.kind == "zeo":
+        from kernel.runners import served
+        if served(img):                  # a kernel or worker takes it from the queue
             result = self._follow_kernel(mid)
         else:
             result = self._run_here(mid)

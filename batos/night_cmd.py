@@ -2,6 +2,7 @@
 from pathlib import Path
 
 from image import open_image, resolve
+from image.location import local_dir
 from mindhost import minds
 
 from . import ui
@@ -54,10 +55,10 @@ def cmd_curate(args):
         if not cur.examples:
             raise ValueError(f"nothing in {args.mind}'s ledger resonated since the last "
                              "curation (see `batos curate --dry-run`); no set was written")
-        if args.out is None and loc.kind != "folder":
-            raise ValueError("give --out DIR: this image has no folder to hold the set")
+        if args.out is None and loc.kind == "memory":
+            raise ValueError("give --out DIR: a memory: image has no folder to hold the set")
         folder = Path(args.out) if args.out else (
-            loc.path / "dream" / args.mind / f"gen-{cur.generation}")
+            local_dir(loc) / "dream" / args.mind / f"gen-{cur.generation}")
         out = write_dataset(cur, folder)
     if args.json:
         ui.print_json({"card": cur.card(), "out": str(out) if out else None,
@@ -165,9 +166,9 @@ def _plot(args, mind):
     points = lineage_points(rows, nights)
     if not points:
         raise ValueError(f"{mind} has no gated generation yet: run `batos dream` first")
-    if args.out is None and loc.kind != "folder":
-        raise ValueError("give --out PNG: this image has no folder to hold the plot")
-    out = plot_lineage(mind, points, args.out or loc.path / "reports" / f"lineage-{mind}.png")
+    if args.out is None and loc.kind == "memory":
+        raise ValueError("give --out PNG: a memory: image has no folder to hold the plot")
+    out = plot_lineage(mind, points, args.out or local_dir(loc) / "reports" / f"lineage-{mind}.png")
     if args.json:
         ui.print_json({"mind": mind, "png": str(out), "generations": [p[0] for p in points]})
     else:
@@ -219,12 +220,12 @@ def cmd_dream(args):
         ui.out.print("(dry run: nothing trained, nothing changed; `batos curate MIND "
                      "--dry-run` shows each exchange's score)")
         return 0
-    if loc.kind != "folder":
-        raise ValueError("`batos dream` needs a folder image (its sets, adapters and "
-                         "models live beside it); a running kernel dreams on its schedule")
+    if loc.kind == "memory":
+        raise ValueError("`batos dream` needs an image that outlives it (a folder, or "
+                         "postgresql://...): its night's record is kept there")
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
     with open_image(loc) as img:
-        work = loc.path / "dream"
+        work = local_dir(loc) / "dream"      # this machine's scratch: sets, adapters
         models = store.default_store(loc)
         if args.json:
             results = dream.dream(img, wanted, store_dir=models, work_dir=work)

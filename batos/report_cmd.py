@@ -5,6 +5,7 @@ import tempfile
 from pathlib import Path
 
 from image import open_image, resolve
+from image.location import local_dir
 from mindhost import minds, store
 
 from . import ui
@@ -69,7 +70,7 @@ def _runtime_folder(engine, mind, master, runtime, show):
 
 def _png(args, loc, what):
     png = Path(args.png) if args.png else (
-        loc.path / "reports" / f"{what}-{args.mind}.png" if loc.kind == "folder"
+        local_dir(loc) / "reports" / f"{what}-{args.mind}.png" if loc.kind != "memory"
         else Path(f"{what}-{args.mind}.png"))
     png.parent.mkdir(parents=True, exist_ok=True)
     return png

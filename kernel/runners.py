@@ -76,6 +76,17 @@ def claimable(root, m, me, *, minds=(), now=None, expiry=EXPIRY) -> bool:
     return m.started is None or runner in (None, me) or not alive(root, runner, now, expiry)
 
 
+def served(img) -> bool:
+    """Do runners take this image's missions? Over ZEO a kernel serves it; on PostgreSQL,
+    when a kernel or worker is alive. (Otherwise a console runs its missions itself.)"""
+    if img.location.kind == "zeo":
+        return True
+    if img.location.kind != "postgresql":
+        return False
+    with img.view() as root:
+        return "runners" in root and any(alive(root, rid) for rid in list(root["runners"]))
+
+
 def rows(root, now=None, expiry=EXPIRY) -> list:
     """Plain data about every runner, with its silence and whether its claims hold."""
     now = time.time() if now is None else now

@@ -71,6 +71,15 @@ def _start(spec, role, env):
     return p, line.split()[1]
 
 
+def _client_spec(spec):
+    """Where a client opens the shared image: the database, or the kernel's ZEO server."""
+    if spec.startswith("postgresql"):
+        return spec
+    from image import resolve
+    from image.storage import serving_address
+    return "zeo://" + serving_address(resolve(spec))
+
+
 def _holds_slow(img, runner):
     with img.view() as root:
         return any(m.runner == runner and m.state != "COMPLETE" and "slow" in m.request
@@ -113,11 +122,7 @@ def test_a_kernel_and_two_workers_complete_each_mission_once_with_one_worker_kil
         # workers reach a folder image through the ZEO server its kernel serves
         a, a_id = _start(shared_image, "worker", env)
         procs += [a, _start(shared_image, "worker", env)[0]]
-        spec = shared_image
-        if not shared_image.startswith("postgresql"):
-            from image.location import Location
-            from image.storage import serving_address
-            spec = "zeo://" + serving_address(Location("folder", path=tmp_path / "image"))
+        spec = _client_spec(shared_image)
         img = open_image(spec)
         deadline = time.monotonic() + 240
         while _done(img) < n // 3 or not _holds_slow(img, a_id):
@@ -159,3 +164,89 @@ def test_a_kernel_and_two_workers_complete_each_mission_once_with_one_worker_kil
                 rc = None
             if len(procs) < 2 or p is not procs[1]:      # procs[1] was killed
                 assert rc == 0, p.stderr.read()[-3000:]
+
+
+def test_a_kernel_killed_mid_mission_loses_nothing_committed(shared_image, tmp_path):
+    img = open_image(shared_image)
+    with img.transaction() as conn:
+        quick = ms.new_mission(conn.root(), "hermes", "question 0").id
+    img.close()
+    env = batos_env(tmp_path)
+    k, k_id = _start(shared_image, "kernel", env)
+    try:
+        img = open_image(_client_spec(shared_image))
+        deadline = time.monotonic() + 120
+        while _done(img) < 1:                        # one mission committed ...
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        with img.transaction() as conn:             # ... and one under way when it dies
+            slow = ms.new_mission(conn.root(), "hermes", "slow question 1").id
+        while not _holds_slow(img, k_id):
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        img.close()
+    finally:
+        os.kill(k.pid, signal.SIGKILL)
+        k.wait(30)
+    img = open_image(shared_image)                   # opens; nothing half-written
+    with img.view() as root:
+        assert root["missions"][quick].state == "COMPLETE"
+        m = root["missions"][slow]
+        assert (m.state, m.attempts, m.answer, list(m.exchanges)) == ("IDLE", 1, None, [])
+        assert [ex.mission for ex in root["hermes"].ledger.values()] == [quick]
+        assert ms.queued(root) == [slow]
+    img.close()
+    k, _ = _start(shared_image, "kernel", env)         # runs it again at once: same host
+    try:
+        img = open_image(_client_spec(shared_image))
+        while True:
+            with img.view() as root:
+                m = root["missions"][slow]
+                if m.state == "COMPLETE":
+                    assert m.attempts == 2 and len(m.exchanges) == 1
+                    break
+            assert time.monotonic() < deadline + 120
+            time.sleep(0.05)
+        img.close()
+    finally:
+        k.send_signal(signal.SIGTERM)
+        assert k.wait(60) == 0
+
+
+def test_cli_kernel_and_worker_on_a_postgresql_image(tmp_path, postgres):
+    """`batos kernel` runs on a database with no ZEO server; `batos kernel --worker` joins
+    it; a second main kernel is refused; a worker for a mind with no model says so."""
+    import json
+    url = postgres.url()
+    env = batos_env(tmp_path, XDG_DATA_HOME=str(tmp_path / "data"))
+    run_batos("init", "--no-models", "--image", url, env=env, check=True)
+    cmd = [sys.executable, "-m", "batos", "kernel", "--image", url, "--http", "127.0.0.1:0",
+           "--heartbeat", "0", "--dream-at", "off", "--presence", "0.5"]
+    kernel = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    worker = None
+    try:
+        line = kernel.stdout.readline()
+        assert line.startswith(f"kernel ready on {url}: zeo None, http http://"), (
+            line + kernel.stderr.read()[-2000:])
+        second = run_batos(*cmd[3:], env=env, timeout=120)
+        assert second.returncode == 2 and "already runs" in second.stderr
+        bad = run_batos("kernel", "--worker", "--minds", "hermes", "--image", url, env=env,
+                        timeout=120)
+        assert bad.returncode == 2 and "hermes" in bad.stderr, bad.stderr
+        worker = subprocess.Popen(cmd[:6] + ["--worker", "--presence", "0.5"], cwd=ROOT,
+                                  env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  text=True)
+        assert worker.stdout.readline().startswith(f"worker ready on {url}")
+        info = json.loads(run_batos("info", "--json", "--image", url, env=env,
+                                    check=True).stdout)
+        assert sorted(r["role"] for r in info["runners"] if r["alive"]) == ["kernel", "worker"]
+        token = (tmp_path / "data").rglob("api-token")
+        assert next(token).stat().st_mode & 0o077 == 0
+    finally:
+        for p in (worker, kernel):
+            if p is not None and p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+                assert p.wait(60) == 0, p.stderr.read()[-2000:]
+    info = json.loads(run_batos("info", "--json", "--image", url, env=env, check=True).stdout)
+    assert info["runners"] == []                   # both left on their way out
