@@ -16,6 +16,16 @@ def test_bench_image_quick_prints_ratios():
     assert lines[-1].startswith("summary:")
 
 
+def test_bench_storage_quick_prints_ratios(postgres):
+    """``postgres`` only makes the test skip (or fail, in CI) where no server can start."""
+    proc = subprocess.run([sys.executable, "bench/storage.py", "--quick"], cwd=ROOT,
+                          capture_output=True, text=True, env=batos_env(), timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    last = proc.stdout.strip().splitlines()[-2:]
+    assert last[0].startswith("ZEO / FileStorage") and last[1].startswith("PostgreSQL / File")
+    assert "commits/s, 1 object" in last[1] and "x" in last[1]
+
+
 @pytest.mark.slow
 def test_bench_memory_quick_prints_ratios():
     proc = subprocess.run([sys.executable, "bench/memory.py", "--quick"], cwd=ROOT,
