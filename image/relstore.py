@@ -124,8 +124,9 @@ def open_postgresql(loc: Location, *, create=False, read_only=False):
                              "'postgres' database to connect to; create the database yourself")
         admin.autocommit = True
         try:
+            from psycopg2 import sql
             with admin.cursor() as cur:
-                cur.execute(f'CREATE DATABASE "{loc.database}"')
+                cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(loc.database)))
         except Exception as e:
             raise ImageError(f"cannot create the database {loc.database!r} on {loc}: "
                              f"{str(e).strip()}; create it yourself (createdb), or ask for "

@@ -358,3 +358,60 @@ def test_json_logs_carry_the_guardians_verdicts(tmp_path):
     rejected = [r for r in records if r["logger"] == "guardians"]
     assert rejected and rejected[0]["level"] == "warning"
     assert rejected[0]["verdict"]["reasons"][0]["rule"] == "import"
+
+
+# -- locations a user may mistype, and the PostgreSQL options ----------------------------
+
+def test_an_unknown_scheme_is_refused_and_makes_no_folder(tmp_path):
+    env = batos_env(tmp_path, HOME=str(tmp_path / "home"))
+    proc = subprocess.run([sys.executable, "-m", "batos", "init", "--no-models", "--image",
+                           "mysql://me@127.0.0.1:3306/batos"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "mysql:" in proc.stderr and "postgresql://USER@HOST:PORT/DBNAME" in proc.stderr
+    assert not any(p.name.startswith("mysql") for p in tmp_path.iterdir())   # no folder
+    with pytest.raises(ValueError, match="postgresql://USER@HOST:PORT/DBNAME"):
+        resolve("postgresql://me@127.0.0.1:5432/")          # no database named
+    assert str(resolve("postgresql://me:secret@db:5433/b")) == "postgresql://me:***@db:5433/b"
+
+
+def test_relstorage_options_come_from_the_config_file_and_are_checked(tmp_path, monkeypatch):
+    from image import ImageError
+    from image.relstore import keyword_dsn, relstorage_options
+    loc = resolve("postgresql://me:p'w@db:5433/batos?sslmode=require")
+    config = tmp_path / "config.toml"
+    monkeypatch.setenv("BATOS_CONFIG", str(config))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    opts = relstorage_options(loc)                      # no file: blobs in the database
+    assert opts["keep_history"] and opts["shared_blob_dir"] is False
+    assert opts["blob_dir"].startswith(str(tmp_path / "cache"))
+    config.write_text('[relstorage]\ncache_local_mb = 50\n')
+    assert relstorage_options(loc, read_only=True)["cache_local_mb"] == 50
+    for text, why in (('[relstorage]\ncache_mb = 5\n', "unknown option"),
+                      ('[relstorage]\nkeep_history = false\n', "keep_history must be"),
+                      ('[relstorage]\nshared_blob_dir = true\n', "needs blob_dir"),
+                      ('[relstorage\n', "cannot read the config file")):
+        config.write_text(text)
+        with pytest.raises(ImageError, match=why):
+            relstorage_options(loc)
+    dsn = keyword_dsn(loc)
+    assert "password='p\\'w'" in dsn and "sslmode='require'" in dsn and "port='5433'" in dsn
+
+
+def test_an_unreachable_database_is_a_clear_error():
+    from storages import free_port
+
+    from image import ImageError
+    with pytest.raises(ImageError, match="cannot reach PostgreSQL .* Is the server running"):
+        open_image(f"postgresql://me@127.0.0.1:{free_port()}/batos")
+
+
+def test_a_missing_database_says_how_to_create_it(postgres):
+    url = postgres.url()
+    with pytest.raises(ImageNotFound, match="batos init --image postgresql://"):
+        open_image(url)
+    with pytest.raises(ImageNotFound, match="batos init"):
+        open_image(url, read_only=True)
+    img = open_image(url, create=True)                 # made, with its RelStorage tables
+    img.close()
+    open_image(url, read_only=True).close()
