@@ -239,7 +239,9 @@ class Kernel:
                     root, other.get("id"), expiry=self.opts.expiry):
                 raise KernelRunning(
                     f"a kernel ({other.get('id')}) already runs on {self.loc}; stop it "
-                    "(SIGTERM) first, or add this machine as a worker: `batos kernel --worker`")
+                    "(SIGTERM) first, or add this machine as a worker: `batos kernel --worker`. "
+                    f"(A kernel killed on another machine lapses after {self.opts.expiry:g} s "
+                    "of silence.)")
 
     def init_services(self):
         from memory.embed import get_embedder

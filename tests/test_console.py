@@ -142,3 +142,30 @@ def test_image_at_opens_a_read_only_console_on_the_past(tmp_path, folder_image):
     say(c, "orai.mood", "then")
     c.sendline(":quit")
     c.expect(pexpect.EOF)
+
+
+def test_two_consoles_at_once_on_a_postgresql_image(tmp_path, postgres, monkeypatch):
+    """Two people's consoles (as on two machines) on one database: each sees the other's
+    commits at its next input; a snapshot from a console is a verified folder."""
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))      # where snapshots go
+    url = postgres.url()
+    a = spawn(tmp_path, "--image", url)
+    b = spawn(tmp_path, "--image", url)
+    say(a, 'orai.mood = "set by a"')
+    say(b, "orai.mood", "set by a")
+    say(b, "hermes.count = 41")
+    say(a, "hermes.count + 1", "42")
+    say(a, ":snapshot pg-first", "objects")
+    for c in (a, b):
+        c.sendcontrol("d")
+        c.expect(pexpect.EOF)
+        c.close()
+        assert c.exitstatus == 0
+    img = open_image(url)
+    with img.view() as root:
+        assert root["orai"].mood == "set by a" and root["hermes"].count == 41
+    img.close()
+    from image import resolve
+    from image.snapshot import get_snapshot
+    snap = get_snapshot(resolve(url), "pg-first")
+    assert snap.verify() and str(snap.path).startswith(str(tmp_path / "data"))
