@@ -181,3 +181,9 @@ def test_cli_round_trip_of_an_image_with_minds_memory_and_lineage(tmp_path, post
     assert hits and "glacier" in json.dumps(hits).lower()
     info = json.loads(run_batos("info", "--json", "--image", url, env=env, check=True).stdout)
     assert info["kind"] == "postgresql" and info["objects"] > 50
+    asked = json.loads(run_batos("ask", "hermes", "Hi", "--max-tokens", "3", "--json",
+                                 "--image", url, env=env, check=True, timeout=300).stdout)
+    assert asked["answer"] is not None                 # generation 1's runtime answers
+    night = run_batos("dream", "--dry-run", "--json", "--image", url, env=env, check=True,
+                      timeout=300)
+    assert "hermes" in night.stdout
