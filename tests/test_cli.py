@@ -30,4 +30,5 @@ def test_errors_are_one_clear_line_not_a_traceback(tmp_path):
     assert proc.returncode == 2
     assert "batos init" in proc.stderr and "Traceback" not in proc.stderr
     proc = run_batos("snapshot", "create", "x", "--image", "memory:")
-    assert proc.returncode == 2 and "folder image" in proc.stderr
+    assert proc.returncode == 2 and "snapshots are taken of a folder, ZEO or PostgreSQL" in (
+        proc.stderr)
