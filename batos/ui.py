@@ -44,25 +44,6 @@ def byte_progress(description, total, enabled=True):
 
 
 @contextlib.contextmanager
-def step_progress(description, total, enabled=True):
-    """Yield a callback ``advance(steps)``; draws a bar counting steps, on a terminal only."""
-    if not enabled or not err.is_terminal:
-        yield lambda n: None
-        return
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-    )
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=err, transient=True) as progress:
-        task = progress.add_task(description, total=total)
-        yield lambda n: progress.advance(task, n)
-
-
-@contextlib.contextmanager
 def phase_progress(enabled=True):
     """Yield ``start(description, total) -> advance(steps)``: one bar per phase of a job."""
     if not enabled or not err.is_terminal:
@@ -81,6 +62,13 @@ def phase_progress(enabled=True):
             task = progress.add_task(description, total=total)
             return lambda n: progress.advance(task, n)
         yield start
+
+
+@contextlib.contextmanager
+def step_progress(description, total, enabled=True):
+    """Yield a callback ``advance(steps)``; draws a bar counting steps, on a terminal only."""
+    with phase_progress(enabled) as start:
+        yield start(description, total)
 
 
 @contextlib.contextmanager
