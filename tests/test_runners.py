@@ -91,7 +91,7 @@ def _done(img):
         return sum(1 for m in root["missions"].values() if m.state == "COMPLETE")
 
 
-@pytest.fixture(params=("zeo", "postgresql"))
+@pytest.fixture(params=("zeo", "postgresql"), ids=("filestorage-served-over-zeo", "postgresql"))
 def shared_image(request, tmp_path):
     """An image the kernel and workers share: a folder the kernel serves over ZEO (the
     workers attach through it), or a PostgreSQL database every process opens."""
