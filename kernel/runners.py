@@ -22,7 +22,6 @@ import time
 from persistent.mapping import PersistentMapping
 
 EXPIRY = 30.0            # seconds of silence after which a runner's claims lapse
-ROLES = ("kernel", "worker")
 
 
 def new_id(started=None) -> str:
