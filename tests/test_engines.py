@@ -1,6 +1,9 @@
 """The engines on a tiny random Llama built in the test: the interface, Q8, parity."""
 import json
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -102,6 +105,53 @@ def test_int8_rows_and_tied_head(tiny_llama, tmp_path):
     assert int8_nbytes(model) < 49152 * 64 * 2      # less than the embedding in FP16
     with pytest.raises(ValueError, match="already quantized"):
         get_engine("torch").quantize(tmp_path / "q8", tmp_path / "again")
+
+
+@pytest.fixture(scope="session")
+def smol_runtime(tmp_path_factory, smol_master):
+    """The bundled model's batos-int8 runtime, as `batos init` makes Hermes's."""
+    out = tmp_path_factory.mktemp("smol-q8") / "q8"
+    get_engine("torch").quantize(smol_master["path"], out)
+    return out
+
+
+def test_every_runtime_linear_shape_matches_the_float_path(smol_runtime):
+    """Issue 33: the int8 GEMM segfaulted on safetensors' unaligned weights for 2 to 16 rows.
+    In a subprocess: a crash fails this test instead of ending the session."""
+    proc = subprocess.run([sys.executable, str(Path(__file__).with_name("int8_shapes_run.py")),
+                           str(smol_runtime)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, f"rc {proc.returncode}: {proc.stderr[-2000:]}"
+    r = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert sorted(map(tuple, r["shapes"])) == [(192, 576), (576, 576), (576, 1536),
+                                                (1536, 576), (49152, 576)], r
+    assert r["calls"] == 5 * 32 * 5 and r["worst"] < 0.02, r
+
+
+def test_the_int8_gemm_refuses_what_its_kernel_would_misread():
+    import torch
+
+    from mindhost.engines.int8 import ALIGN, Int8Linear, int8pack_mm, packable
+    q = torch.randint(-127, 127, (64, 32), dtype=torch.int8)
+    s = torch.rand(64, dtype=torch.bfloat16)
+    x = torch.randn(3, 32, dtype=torch.bfloat16)
+    assert torch.equal(int8pack_mm(x, q, s), torch.ops.aten._weight_int8pack_mm(x, q, s))
+    buf = torch.empty(64 * 32 + ALIGN, dtype=torch.int8)
+    odd = buf[8:8 + 64 * 32].view(64, 32)
+    odd.copy_(q)
+    with pytest.raises(ValueError, match="aligned"):
+        int8pack_mm(x, odd, s)
+    with pytest.raises(ValueError, match="aligned"):
+        int8pack_mm(x.t().contiguous().t(), q, s)          # transposed: not contiguous
+    with pytest.raises(ValueError, match="dtypes"):
+        int8pack_mm(x.float(), q, s)
+    with pytest.raises(ValueError, match="width"):
+        int8pack_mm(torch.randn(3, 16, dtype=torch.bfloat16), q, s)
+    assert packable(odd).data_ptr() % ALIGN == 0 and torch.equal(packable(odd), q)
+    assert packable(q) is q
+    layer = Int8Linear(odd, s.float())
+    assert layer.qweight.data_ptr() % ALIGN == 0
+    with pytest.raises(ValueError, match="one scale per output row"):
+        Int8Linear(q, s[:3].float())
 
 
 def test_registry_and_selection():

@@ -34,11 +34,47 @@ def quantize_rows(w: torch.Tensor, chunk=4096):
     return q, scale
 
 
+# torch's CPU allocator aligns every new buffer to 64 bytes, and the int8 weight GEMM's
+# vector loads rely on it: a weight at an 8-byte or an input at a 16-byte boundary
+# segfaults (measured on torch 2.13 with AVX-512). safetensors' tensors are not aligned.
+ALIGN = 64
+
+
+def packable(t: torch.Tensor) -> torch.Tensor:
+    """``t`` itself if contiguous and 64-byte aligned, else a fresh (aligned) copy."""
+    if t.is_contiguous() and t.data_ptr() % ALIGN == 0:
+        return t
+    return t.clone(memory_format=torch.contiguous_format)
+
+
+def int8pack_mm(x: torch.Tensor, qweight: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """``x @ (qweight * scale).T`` through torch's private ``_weight_int8pack_mm``, called only
+    under the contract its CPU kernel assumes (it checks some of it and reads memory on trust
+    for the rest): 2-D bfloat16 rows, an int8 [out, in] weight, a bfloat16 [out] scale, all on
+    the CPU, contiguous and 64-byte aligned. Anything else is a ValueError, never a crash."""
+    if not (x.device.type == qweight.device.type == scale.device.type == "cpu"):
+        raise ValueError("the int8 weight GEMM runs on the CPU only")
+    if x.dim() != 2 or qweight.dim() != 2 or scale.dim() != 1:
+        raise ValueError(f"int8 GEMM shapes: rows {tuple(x.shape)}, weight "
+                         f"{tuple(qweight.shape)}, scale {tuple(scale.shape)}")
+    if (x.dtype, qweight.dtype, scale.dtype) != (torch.bfloat16, torch.int8, torch.bfloat16):
+        raise ValueError(f"int8 GEMM dtypes: {x.dtype}, {qweight.dtype}, {scale.dtype} "
+                         "(bfloat16, int8, bfloat16 wanted)")
+    if x.shape[1] != qweight.shape[1] or scale.shape[0] != qweight.shape[0]:
+        raise ValueError(f"int8 GEMM: rows of width {x.shape[1]} against a weight "
+                         f"{tuple(qweight.shape)} with {scale.shape[0]} scales")
+    for name, t in (("rows", x), ("weight", qweight), ("scale", scale)):
+        if not t.is_contiguous() or t.data_ptr() % ALIGN:
+            raise ValueError(f"int8 GEMM: the {name} are not contiguous and {ALIGN}-byte "
+                             "aligned (pass them through packable())")
+    return torch.ops.aten._weight_int8pack_mm(x, qweight, scale)
+
+
 class Int8Linear(nn.Module):
     """Weight-only int8 (W8A16): weights stay int8 in memory, activations keep their precision.
 
     Decoding (a few rows) runs torch's int8 weight GEMM with bfloat16 inputs
-    (``_weight_int8pack_mm``: ~3x less memory traffic than float32 on the LM
+    (``int8pack_mm``: ~3x less memory traffic than float32 on the LM
     head); longer prompts dequantize the weight once per call and use the
     float GEMM, which is faster there. Dynamic int8 *activations* were tried
     and rejected: per-tensor activation scales break on LLM outlier channels.
@@ -48,17 +84,21 @@ class Int8Linear(nn.Module):
 
     def __init__(self, qweight, scale, bias=None):
         super().__init__()
+        if qweight.dtype != torch.int8 or qweight.dim() != 2 or scale.shape != qweight.shape[:1]:
+            raise ValueError(f"an int8 linear layer needs an int8 [out, in] weight and one "
+                             f"scale per output row, not {qweight.dtype} {tuple(qweight.shape)} "
+                             f"with scales {tuple(scale.shape)}")
         self.out_features, self.in_features = qweight.shape
-        self.register_buffer("qweight", qweight, persistent=False)
+        self.register_buffer("qweight", packable(qweight), persistent=False)
         self.register_buffer("scale", scale.float(), persistent=False)
-        self.register_buffer("scale_bf16", scale.to(torch.bfloat16), persistent=False)
+        self.register_buffer("scale_bf16", packable(scale.to(torch.bfloat16)), persistent=False)
         self.bias = None if bias is None else nn.Parameter(bias.float(), requires_grad=False)
 
     def forward(self, x):
         rows = x.numel() // x.shape[-1]
         if x.device.type == "cpu" and rows <= self.DECODE_ROWS:
-            flat = x.reshape(rows, x.shape[-1]).to(torch.bfloat16)
-            y = torch.ops.aten._weight_int8pack_mm(flat, self.qweight, self.scale_bf16)
+            flat = packable(x.reshape(rows, x.shape[-1]).to(torch.bfloat16))
+            y = int8pack_mm(flat, self.qweight, self.scale_bf16)
             y = y.reshape(*x.shape[:-1], self.out_features).to(x.dtype)
         else:
             w = self.qweight.to(x.dtype) * self.scale.to(x.dtype)[:, None]
@@ -189,7 +229,9 @@ def load_int8(folder, device="cpu", dtype=torch.float32):
     embed_name = next(n for n, m in model.named_modules() if m is embed_module)
     for wname in sorted(qnames):
         module = wname.rsplit(".", 1)[0]
-        q, s = tensors.pop(wname).to(device), tensors.pop(wname + SCALE).to(device)
+        # aligned once here, so that a tied head and the embedding share one copy
+        q = packable(tensors.pop(wname).to(device))
+        s = tensors.pop(wname + SCALE).to(device)
         if module == embed_name:
             model.set_submodule(module, Int8Embedding(q, s, dtype))
             if getattr(config, "tie_word_embeddings", False):
