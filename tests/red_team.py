@@ -34,7 +34,7 @@ class Attack:
     kind: str = None            # for fails: LimitExceeded kind or exception type name
     args: tuple = ()
     after: dict = None          # for ok: slot -> value after a reopen
-    sigint: bool = False        # the host gets Ctrl-C 0.3 s into the call
+    sigint: bool = False        # the host gets Ctrl-C once the worker runs the call
     limits: dict = None         # traits.method_limits for this attack
     author: str = "mind"        # "console": an owner's method, run in process
 

@@ -67,6 +67,31 @@ def kinds(e):
     return [c.__name__ for c in type(e).__mro__] + ([e.kind] if getattr(e, "kind", None) else [])
 
 
+def interrupt_once_running(pids, cpu=0.1, give_up=10.0):
+    """Ctrl-C for the host once one of the worker processes ``pids`` has spent ``cpu`` more
+    seconds of CPU (it is inside the method's loop, whatever the machine's load): a timer
+    on the wall clock raced the call's own time limit."""
+    import psutil
+    procs = [psutil.Process(pid) for pid in pids]
+
+    def used(p):
+        try:
+            t = p.cpu_times()
+            return t.user + t.system
+        except psutil.Error:
+            return 0.0
+    start = [used(p) for p in procs]
+
+    def watch():
+        end = time.monotonic() + give_up
+        while time.monotonic() < end:
+            if any(used(p) - s0 >= cpu for p, s0 in zip(procs, start)):
+                os.kill(os.getpid(), signal.SIGINT)
+                return
+            time.sleep(0.005)
+    threading.Thread(target=watch, daemon=True).start()
+
+
 def main(attack_id, folder):
     from red_team import IDS
 
@@ -97,7 +122,10 @@ def main(attack_id, folder):
     rss0 = lim.rss()
     if not out["rejected"]:
         if attack.sigint:
-            threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT)).start()
+            # a shell's background job starts with SIGINT ignored, and then Python raises no
+            # KeyboardInterrupt at all: this host honours Ctrl-C, as a console does
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            interrupt_once_running([w.pid for w in workers.POOL.idle])
         t0 = time.monotonic()
         try:
             with img.transaction() as conn:     # commits whatever the call left in it
