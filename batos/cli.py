@@ -141,14 +141,14 @@ def build_parser():
     p = verb("kernel", kernel_cmd.cmd_kernel,
              "run the kernel: serve a folder image over ZEO (a postgresql:// one needs no "
              "server), run missions from the queue, the heartbeat, the night and the "
-             "OpenAI-compatible HTTP API; with --worker, only claim and run missions, on "
+             "OpenAI-compatible HTTP API; with --runner, only claim and run missions, on "
              "any machine that reaches the image; SIGTERM stops it cleanly")
     kernel_cmd.add_kernel_arguments(p)
     p = verb("api-token", kernel_cmd.cmd_api_token, "print the HTTP API's bearer token "
              "(IMAGE/api-token, mode 0600)")
     p.add_argument("--rotate", action="store_true", help="make a new token (restart the kernel)")
     p = verb("missions", kernel_cmd.cmd_missions, "recent missions and their states, and the "
-             "kernels and workers running them (when each was last seen)", json=True)
+             "kernel and runners running them (when each was last seen)", json=True)
     p.add_argument("-n", type=int, default=20, help="how many (default 20)")
 
     from . import night_cmd
@@ -203,7 +203,7 @@ def _console(args):
     from .console import Console
     from .image_cmds import show_notes
     loc = resolve(args.image)
-    if args.attach and loc.kind != "zeo":
+    if args.attach and not loc.through_server:
         loc = _kernel_address(loc)
     img = open_image(loc, create=not args.read_only, read_only=args.read_only)
     with img:
@@ -216,7 +216,7 @@ def _console(args):
 def _kernel_address(loc):
     from image import ImageError, resolve
     from image.storage import serving_address
-    addr = serving_address(loc) if loc.kind == "folder" else None
+    addr = serving_address(loc) if loc.is_folder else None
     if not addr:
         raise ImageError(f"no kernel serves the image at {loc}; start one with "
                          f"`batos kernel --image {loc}` (or open the console without --attach)")

@@ -16,7 +16,7 @@ def cmd_init(args):
     with open_image(loc, create=True) as img:
         created = bootstrap(img)
         show_notes(img)
-        if loc.kind == "folder":
+        if loc.is_folder:
             from kernel.api_token import ensure_token
             ensure_token(loc)
         if not args.no_models:
@@ -48,11 +48,11 @@ def cmd_info(args):
         info = {"image": str(loc), "kind": loc.kind, "last_tid": tid.hex(),
                 "last_commit": tid_time(tid), "schema_version": img.schema_version(),
                 "objects": len(img.storage) if hasattr(img.storage, "__len__") else None}
-        if loc.kind == "folder":
+        if loc.is_folder:
             info["data_fs_bytes"] = loc.data_fs.stat().st_size
-        if loc.kind == "postgresql":
+        if loc.is_database:
             info["objects"], info["database_bytes"] = _database_facts(img)
-        if loc.kind != "memory":
+        if loc.persistent:
             info["snapshots"] = [s.name for s in snap.list_snapshots(loc)]
         from kernel import runners
         with img.view() as root:
@@ -99,7 +99,7 @@ def cmd_image_copy(args):
 
 def cmd_snapshot_create(args):
     loc = resolve(args.image)
-    total = loc.data_fs.stat().st_size if loc.kind == "folder" and loc.data_fs.exists() else 0
+    total = loc.data_fs.stat().st_size if loc.is_folder and loc.data_fs.exists() else 0
     with ui.byte_progress(f"snapshot {args.name}", total, not args.json) as advance:
         s = snap.create_snapshot(loc, args.name, progress=advance)
     m = s.manifest
@@ -204,7 +204,7 @@ def cmd_check(args):
 
 
 def _folder_only(loc, verb, instead):
-    if loc.kind != "folder":
+    if not loc.is_folder:
         raise ImageError(f"`batos image {verb}` works on a folder image (FileStorage); "
                          f"{loc} is a {loc.kind} image. {instead}")
 
@@ -216,7 +216,7 @@ DATABASE_REPAIR = ("A PostgreSQL image is repaired by the database itself: resto
 
 def cmd_recover(args):
     loc = resolve(args.image)
-    _folder_only(loc, "recover", DATABASE_REPAIR if loc.kind == "postgresql" else
+    _folder_only(loc, "recover", DATABASE_REPAIR if loc.is_database else
                  "Run it with --image FOLDER on the machine that holds the served folder.")
     kept, note = recover(loc.data_fs)
     with open_image(loc) as img:
@@ -232,9 +232,9 @@ def cmd_serve(args):
 
     from image.serve import serve
     loc = resolve(args.image)
-    _folder_only(loc, "serve", "Every process (consoles, kernels, workers) opens a PostgreSQL "
+    _folder_only(loc, "serve", "Every process (consoles, kernels, runners) opens a PostgreSQL "
                  "image directly, on any machine that reaches the database: no server of ours "
-                 "is needed." if loc.kind == "postgresql" else "")
+                 "is needed." if loc.is_database else "")
     address = args.address
     if address and ":" in address and not address.startswith("/"):
         host, _, port = address.rpartition(":")

@@ -55,7 +55,7 @@ def cmd_curate(args):
         if not cur.examples:
             raise ValueError(f"nothing in {args.mind}'s ledger resonated since the last "
                              "curation (see `batos curate --dry-run`); no set was written")
-        if args.out is None and loc.kind == "memory":
+        if args.out is None and not loc.persistent:
             raise ValueError("give --out DIR: a memory: image has no folder to hold the set")
         folder = Path(args.out) if args.out else (
             local_dir(loc) / "dream" / args.mind / f"gen-{cur.generation}")
@@ -166,7 +166,7 @@ def _plot(args, mind):
     points = lineage_points(rows, nights)
     if not points:
         raise ValueError(f"{mind} has no gated generation yet: run `batos dream` first")
-    if args.out is None and loc.kind == "memory":
+    if args.out is None and not loc.persistent:
         raise ValueError("give --out PNG: a memory: image has no folder to hold the plot")
     out = plot_lineage(mind, points, args.out or local_dir(loc) / "reports" / f"lineage-{mind}.png")
     if args.json:
@@ -220,7 +220,7 @@ def cmd_dream(args):
         ui.out.print("(dry run: nothing trained, nothing changed; `batos curate MIND "
                      "--dry-run` shows each exchange's score)")
         return 0
-    if loc.kind == "memory":
+    if not loc.persistent:
         raise ValueError("`batos dream` needs an image that outlives it (a folder, or "
                          "postgresql://...): its night's record is kept there")
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn

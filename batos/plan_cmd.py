@@ -96,7 +96,7 @@ def image_kv(image) -> dict:
     kv = {"orai": "fp16", "hermes": "fp16"}
     try:
         loc = resolve(image)
-        if loc.kind == "memory":
+        if not loc.persistent:
             return kv
         with open_image(loc, read_only=True) as img, img.view() as root:
             for m in [m for m in kv if m in root]:

@@ -70,7 +70,7 @@ def _runtime_folder(engine, mind, master, runtime, show):
 
 def _png(args, loc, what):
     png = Path(args.png) if args.png else (
-        local_dir(loc) / "reports" / f"{what}-{args.mind}.png" if loc.kind != "memory"
+        local_dir(loc) / "reports" / f"{what}-{args.mind}.png" if loc.persistent
         else Path(f"{what}-{args.mind}.png"))
     png.parent.mkdir(parents=True, exist_ok=True)
     return png

@@ -42,6 +42,38 @@ class Location:
     dsn: str | None = None
     database: str | None = None
 
+    # What a location can do: the rest of the code asks these, never ``kind`` (only
+    # image/ knows the storages).
+    @property
+    def is_folder(self) -> bool:
+        """A FileStorage folder on this machine (``path``, ``data_fs``, ``blob_dir``)."""
+        return self.kind == "folder"
+
+    @property
+    def is_database(self) -> bool:
+        """A database server holds it (PostgreSQL): it repairs and backs itself up."""
+        return self.kind == "postgresql"
+
+    @property
+    def persistent(self) -> bool:
+        """It outlives this process (and so has a folder for this machine's files)."""
+        return self.kind != "memory"
+
+    @property
+    def through_server(self) -> bool:
+        """Reached through a ZEO server that another process (a kernel) runs."""
+        return self.kind == "zeo"
+
+    @property
+    def shared(self) -> bool:
+        """Do several processes open this image at once (and runners take its missions)?"""
+        return self.kind in ("zeo", "postgresql")
+
+    @property
+    def hosts_kernel(self) -> bool:
+        """A kernel may run on it: a folder (which it serves) or a database."""
+        return self.kind in ("folder", "postgresql")
+
     @property
     def data_fs(self) -> Path:
         return self.path / DATA_FS

@@ -19,7 +19,7 @@ class TokenError(ImageError):
 def token_path(loc):
     """IMAGE/api-token; for a PostgreSQL image, in this machine's folder for it
     (``image.location.local_dir``), beside the kernel that serves its API."""
-    if loc.kind not in ("folder", "postgresql"):
+    if not loc.hosts_kernel:
         raise TokenError(f"the API token lives beside the kernel's image; {loc} is not one "
                          "(use the folder or the postgresql:// URL the kernel runs on)")
     from image.location import local_dir

@@ -35,7 +35,7 @@ def default_store(loc) -> Path:
     env = os.environ.get("BATOS_MODELS")
     if env:
         return Path(env)
-    if loc.kind != "folder":
+    if not loc.is_folder:
         raise ModelStoreError(
             f"a {loc.kind} image has no folder for models; set $BATOS_MODELS to a folder on "
             "each machine that runs a mind (the same models, e.g. a shared mount), then run "
