@@ -3,7 +3,8 @@
 Attached to a kernel (``batos console --attach``), ``:send`` queues the
 mission over ZEO and follows its events from the kernel's HTTP API (or,
 if that cannot be reached, polls the image until the mission ends).
-Standalone, the console runs the mission itself, through the same PSM.
+Standalone, the console runs the mission itself, through the same PSM, as a
+runner of one mission: it claims it and writes under that claim (kernel/runners.py).
 """
 import http.client
 import json
@@ -78,17 +79,32 @@ class Missions:
         return self._pool
 
     def _run_here(self, mid):
+        from kernel import runners
         self.local_services()
+        me = runners.new_id()
 
         def on_event(kind, data):
             if kind == "token":
                 self._print_token(data)
+        img = self.c.img
+
+        def claim(root):
+            runners.beat(root, me, role="console")
+            return ms.claim(root, mid, me)
         try:
-            return run_mission(self.c.img, mid, self.services, on_event=on_event)
+            fence = img.run(claim, note=f"mission {mid}: claimed by a console")
+            if fence is None:
+                return self._poll(mid)          # a runner that started meanwhile has it
+            return run_mission(img, mid, self.services, on_event=on_event, fence=fence)
         except CycleFailed as e:
             self.out.print(f"\n[red]failed:[/] {escape(str(e))} [dim](nothing was written but "
                            "the failure record)[/]")
             return None
+        except ms.StaleClaim as e:
+            self.out.print(f"\n[yellow]{escape(str(e))}[/]")
+            return self._poll(mid)
+        finally:
+            img.run(runners.leave, me, note="console runner left")
 
     def _follow_kernel(self, mid):
         info = self._kernel_info()
@@ -101,7 +117,7 @@ class Missions:
                     self._print_token(data)
                 elif kind == "routed":
                     pass
-                elif kind in ("failed", "cancelled"):
+                elif kind in ("failed", "stopped"):
                     self.out.print(f"\n[red]{kind}:[/] {escape(str(data))}")
                     return None
                 elif kind == "done":

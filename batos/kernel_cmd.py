@@ -19,8 +19,8 @@ def add_kernel_arguments(p):
     p.add_argument("--zeo", default=d.zeo, metavar="ADDRESS",
                    help="ZEO address: a unix socket path (default IMAGE/zeo.sock) or "
                         "HOST:PORT for TCP on loopback")
-    p.add_argument("--workers", type=int, default=d.workers,
-                   help=f"missions run at once (default {d.workers})")
+    p.add_argument("--threads", "--workers", type=int, default=d.threads,
+                   help=f"mission threads: missions run at once (default {d.threads})")
     p.add_argument("--heartbeat", type=float, default=d.heartbeat, metavar="SECONDS",
                    help=f"self-audit mission every N seconds (default {d.heartbeat:g}; "
                         "0 turns it off)")
@@ -33,12 +33,14 @@ def add_kernel_arguments(p):
                         f"(default {d.dream_at}; 'now' for one night right after start-up; "
                         "'off' for none)")
     w = p.add_argument_group(
-        "workers on more machines",
-        "A worker connects to the shared image (postgresql://..., or the folder or zeo:// "
+        "runners on this or more machines",
+        "A runner connects to the shared image (postgresql://..., or the folder or zeo:// "
         "address of a running kernel), claims missions from the shared queue and runs them; "
-        "it serves no API, runs no heartbeat audit and no night. A killed worker's claims "
-        "lapse after --expiry seconds and another runner takes its missions.")
-    w.add_argument("--worker", action="store_true", help="run as a worker")
+        "it serves no API, runs no heartbeat audit and no night. A killed runner's claims "
+        "lapse after --expiry seconds of silence (at once on its own machine) and another "
+        "runner takes its missions; a SIGTERMed one hands its claims back.")
+    w.add_argument("--runner", "--worker", action="store_true", dest="runner",
+                   help="run as a runner (--worker is the old name)")
     w.add_argument("--minds", default=None, metavar="NAMES",
                    help="comma-separated minds whose missions this runner claims "
                         "(default: both); their models load at start")
@@ -53,10 +55,10 @@ def cmd_kernel(args):
     from kernel.kernel import Kernel
     loc = resolve(args.image)
     minds = tuple(m.strip() for m in args.minds.split(",") if m.strip()) if args.minds else ()
-    opts = options(http=args.http, zeo=args.zeo, workers=args.workers,
+    opts = options(http=args.http, zeo=args.zeo, threads=args.threads,
                    heartbeat=args.heartbeat, grace=args.grace, dream_at=args.dream_at,
-                   worker=args.worker, minds=minds, presence=args.presence, expiry=args.expiry)
-    if loc.kind == "folder" and not loc.data_fs.exists():
+                   runner=args.runner, minds=minds, presence=args.presence, expiry=args.expiry)
+    if loc.is_folder and not loc.data_fs.exists():
         raise ValueError(f"no image at {loc}; create one with `batos init` first")
     stop = threading.Event()
     kernel = Kernel(loc, opts)
@@ -71,8 +73,8 @@ def cmd_kernel(args):
     try:
         info = kernel.info()
         # one plain line (never wrapped): scripts and tests wait for it
-        if kernel.role == "worker":
-            print(f"worker ready on {loc}: id {kernel.id}, minds "
+        if kernel.role == "runner":
+            print(f"runner ready on {loc}: id {kernel.id}, minds "
                   f"{','.join(kernel.minds) or 'both'}; logs in {kernel.logfile}", flush=True)
         else:
             print(f"kernel ready on {loc}: zeo {info['zeo']}, http {info['http'] or 'off'}; "

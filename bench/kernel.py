@@ -7,9 +7,16 @@
    same runtime in this process while the kernel is idle, interleaved run by
    run. The overhead ratio is the median of the first over the median of the
    second; the kernel's own record of its generation time splits the rest.
-2. Mission throughput with 1 and with 4 concurrent clients.
+2. Mission throughput with 1 and with 4 concurrent clients, for the kernel
+   alone and then with a `batos kernel --runner` beside it (same image,
+   same machine: on a 2-core box they share the cores).
+3. The claim protocol's cost per mission (kernel/runners.py): a claim commit
+   plus the fenced cycle, against the same cycle unclaimed, on a FileStorage
+   image in this process with a scripted engine, so that commits are all
+   there is to measure; interleaved, median of each.
 
-The last line is the overhead ratio (goal: at most 1.10).
+The last line gives the three ratios: kernel/raw time (goal: at most 1.10),
+claimed/unclaimed mission time, and kernel-with-runner/kernel throughput.
 
 Run: ``python bench/kernel.py [--runs 7] [--tokens 64] [--store DIR]``.
 """
@@ -117,8 +124,16 @@ def main(argv=None):
             gen = _generation_seconds(k, ids)
             t1, s1, err1 = throughput(client, 1, 4, 32)
             t4, s4, err4 = throughput(client, 4, 2, 32)
+            runner = start_runner(folder, env)
+            try:
+                client.chat.completions.create(model=MIND, max_tokens=4, messages=ask)
+                w4, ws4, werr4 = throughput(client, 4, 4, 32)
+                elsewhere = _ran_on(k, runner[1])
+            finally:
+                stop_runner(runner[0])
         finally:
             k.terminate()
+        claimed, unclaimed = claim_overhead(Path(tmp) / "claims")
     ratio = statistics.median(e2e) / statistics.median(raw)
     print(f"\none-step mission, {MIND} ({n_tokens} tokens, {args.runs} runs each):")
     print(f"  kernel end to end   median {statistics.median(e2e):.3f} s "
@@ -134,8 +149,76 @@ def main(argv=None):
     print("\nthroughput (32-token answers):")
     print(f"  1 client : {t1:.1f} missions/min ({s1:.1f} s for 4){_errors(err1)}")
     print(f"  4 clients: {t4:.1f} missions/min ({s4:.1f} s for 8){_errors(err4)}")
-    print(f"\nkernel/raw time ratio: {ratio:.3f}")
+    print(f"  4 clients, kernel + one runner: {w4:.1f} missions/min ({ws4:.1f} s for 16, "
+          f"{elsewhere} run by the runner){_errors(werr4)}")
+    cratio = statistics.median(claimed) / statistics.median(unclaimed)
+    print(f"\nclaim protocol ({len(claimed)} scripted missions each, FileStorage):")
+    print(f"  claimed and fenced median {1000 * statistics.median(claimed):.2f} ms, "
+          f"unclaimed {1000 * statistics.median(unclaimed):.2f} ms per mission")
+    print(f"\nkernel/raw time ratio: {ratio:.3f}; claimed/unclaimed mission ratio: "
+          f"{cratio:.3f}; kernel+runner/kernel throughput ratio: {w4 / t4:.3f}")
     return 0
+
+
+def start_runner(folder, env):
+    """A `batos kernel --runner` on the kernel's image; (process, runner id)."""
+    import subprocess
+    p = subprocess.Popen([sys.executable, "-m", "batos", "kernel", "--runner", "--image",
+                          str(folder)], env=env, cwd=HERE.parent, stdout=subprocess.PIPE,
+                         stderr=subprocess.DEVNULL, text=True)
+    line = p.stdout.readline()
+    if not line.startswith("runner ready"):
+        p.kill()
+        raise SystemExit(f"the runner did not start: {line}")
+    return p, line.split("id ")[1].split(",")[0]
+
+
+def stop_runner(p):
+    import signal
+    p.send_signal(signal.SIGTERM)
+    p.wait(120)
+
+
+def _ran_on(k, runner_id):
+    from image import open_image
+    with open_image("zeo://" + k.zeo) as img, img.view() as root:
+        return sum(1 for m in root["missions"].values() if m.lookup("runner", None) == runner_id)
+
+
+def claim_overhead(folder, n=200):
+    """Seconds per mission, claimed and fenced vs unclaimed, interleaved (scripted engine)."""
+    import numpy as np
+    from scripted_engine import ScriptedEngine
+
+    from image import open_image
+    from kernel import missions as ms
+    from kernel import runners
+    from kernel.psm import Services, run_mission
+    from kernel.schema import bootstrap
+    from mindhost.pool import ModelPool
+
+    class Embedder:
+        def encode(self, texts):
+            return np.ones((len(texts), 8), dtype=np.float32)
+    pool = ModelPool(models={m: ScriptedEngine(lambda text: "an answer").load()
+                             for m in ("hermes", "orai")})
+    svc = Services(pool, Embedder())
+    me = runners.new_id()
+    claimed, unclaimed = [], []
+    with open_image(folder, create=True) as img:
+        bootstrap(img)
+        img.run(runners.beat, me, role="kernel")
+        for i in range(n):
+            mids = img.run(lambda root: [ms.new_mission(root, "hermes", f"q {i}").id
+                                         for _ in range(2)])
+            t = time.perf_counter()
+            fence = img.run(ms.claim, mids[0], me)
+            run_mission(img, mids[0], svc, fence=fence)
+            claimed.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            run_mission(img, mids[1], svc)
+            unclaimed.append(time.perf_counter() - t)
+    return claimed, unclaimed
 
 
 def _identity(k):

@@ -51,9 +51,9 @@ class Api:
         return {"object": "list", "data": data}
 
     def do_chat(self, mind, request, history, options):
-        """Queue the mission; return ``(mission id, its event stream)``."""
+        """Queue the mission; return ``(mission id, its events)``, whichever runner runs it."""
         mid = self.kernel.submit(mind, request, history=history, options=options, source="api")
-        return mid, self.kernel.stream(mid)
+        return mid, self.kernel.follow(mid, WAIT)
 
     def do_result(self, done, want_embedding):
         """The completed mission (its "done" event), with its answer's embedding if asked:
@@ -72,17 +72,11 @@ class Api:
         return vecs, svc.embedder.path.name
 
     def do_events(self, mid):
-        """A mission's stream: live when this kernel runs it, else its stored outcome."""
+        """A mission's events until it ends, whichever runner runs it."""
         with self.kernel.img.view() as root:
-            m = root["missions"].get(mid)
-            if m is None:
+            if root["missions"].get(mid) is None:
                 raise ApiError(404, f"no mission {mid!r}", code="mission_not_found")
-            done = m.state in ms.TERMINAL
-            summary = ms.summary(m)
-        if done:
-            kind = "done" if summary["state"] == "COMPLETE" else "failed"
-            return iter([(kind, summary if kind == "done" else summary["error"])])
-        return self.kernel.stream(mid).follow(WAIT)
+        return self.kernel.follow(mid, WAIT)
 
 
 def parse_chat(body):
@@ -227,12 +221,11 @@ class Handler(BaseHTTPRequestHandler):
         cid, created = f"chatcmpl-{mid}", int(time.time())
         want_embedding = bool(extras.get("embedding"))
         if not stream:
-            for kind, data in events.follow(WAIT):
+            for kind, data in events:
                 if kind == "failed":
                     raise ApiError(500, f"the mission failed: {data}", "server_error")
-                if kind == "cancelled":
-                    raise ApiError(503, f"{data}; ask again when the kernel is back",
-                                   "server_error")
+                if kind == "stopped":
+                    raise ApiError(503, data, "server_error")
                 if kind == "done":
                     break
             else:
@@ -248,11 +241,11 @@ class Handler(BaseHTTPRequestHandler):
         chunk = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": mind}
         self._sse(chunk | {"choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
                                         "finish_reason": None}]})
-        for kind, data in events.follow(WAIT):
+        for kind, data in events:
             if kind == "token":
                 self._sse(chunk | {"choices": [{"index": 0, "delta": {"content": data},
                                                 "finish_reason": None}]})
-            elif kind in ("failed", "cancelled"):
+            elif kind in ("failed", "stopped"):
                 self._sse({"error": {"message": f"the mission {kind}: {data}",
                                      "type": "server_error", "code": kind}})
                 break

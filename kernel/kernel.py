@@ -1,14 +1,14 @@
-"""The kernel: the long-running process that owns an image, and its workers.
+"""The kernel: the long-running process that owns an image, and the runners beside it.
 
 It starts in ordered ``init_*`` steps: serve a folder image over ZEO (a
-PostgreSQL image needs no server), open its own client, load services,
-re-queue what a killed kernel left running, start the workers, the HTTP API
-and the scheduler (presence, heartbeat, the night cycle). A *worker*
-(``worker=True``) runs only the mission threads and its presence, on a
+PostgreSQL image needs no server), open its own client, load services, its
+first presence beat, say what lapsed runners left, start the mission threads,
+the HTTP API and the scheduler (presence, heartbeat, the night cycle). A
+*runner* (``runner=True``) runs only the mission threads and its presence, on a
 PostgreSQL image or attached to a kernel's ZEO server, on any machine;
-runners.py says how claims among runners work.
+runners.py gives the claim protocol they all follow.
 Missions come from the persistent queue (anyone attached may enqueue); each
-runs through the PSM on a worker thread. ``stop()`` lets in-flight missions
+runs through the PSM on a mission thread. ``stop()`` lets in-flight missions
 finish within a grace period, then abandons them (their transactions abort
 and they stay queued), so nothing is ever half-written.
 """
@@ -56,6 +56,13 @@ class Stream:
                 self.ended = time.monotonic()
             self.cond.notify_all()
 
+    def since(self, i, wait):
+        """The events from index ``i`` on, waiting up to ``wait`` seconds for one."""
+        with self.cond:
+            if i >= len(self.events) and wait > 0:
+                self.cond.wait(wait)
+            return list(self.events[i:])
+
     def follow(self, timeout=None):
         """Yield events from the first; stop after an end event (or on timeout)."""
         i, deadline = 0, None if timeout is None else time.monotonic() + timeout
@@ -75,9 +82,9 @@ class Stream:
 
 
 class MainThread:
-    """Runs model work on the main thread for the worker threads.
+    """Runs model work on the main thread for the mission threads.
 
-    Measured on the bundled model: a model loaded or run on a worker thread
+    Measured on the bundled model: a model loaded or run on another thread
     generates up to 1.9x slower than on the main thread (torch's int8 matmul
     above all), so loading and inference both go here.
     """
@@ -102,7 +109,7 @@ class MainThread:
             if fut.set_running_or_notify_cancel():
                 try:
                     fut.set_result(fn())
-                except BaseException as e:  # noqa: BLE001 - the worker that asked re-raises it
+                except BaseException as e:  # noqa: BLE001 - the asking thread re-raises it
                     fut.set_exception(e)
 
 
@@ -138,23 +145,24 @@ class Kernel:
         """``opts``: KernelOptions (or plain data); keyword overrides win over it."""
         data = st.plain(opts) if isinstance(opts, KernelOptions) else dict(opts or {})
         opts = options({**data, **overrides})      # None is refused, not taken as "default"
-        self.role = "worker" if opts.worker else "kernel"
-        if loc.kind == "memory" or (self.role == "kernel" and loc.kind == "zeo"):
+        self.role = "runner" if opts.runner else "kernel"
+        if not loc.persistent or (self.role == "kernel" and not loc.hosts_kernel):
             raise ImageError(
                 f"the kernel runs on a folder image (it serves it over ZEO) or on a "
-                f"postgresql:// image; {loc} is neither. To add a worker to a running kernel, "
-                "use `batos kernel --worker`")
+                f"postgresql:// image; {loc} is neither. To add a runner to a running kernel, "
+                "use `batos kernel --runner`")
         self.opts, self.loc, self.home = opts, loc, local_dir(loc)
         self.zeo_address, self.http_address = opts.zeo_address(), opts.http_address()
-        self.n_workers, self.heartbeat = opts.workers, opts.heartbeat
+        self.n_threads, self.heartbeat = opts.threads, opts.heartbeat
         self.grace, self.poll, self.dream_at = opts.grace, opts.poll, opts.dream_time()
         self.minds = tuple(opts.minds)
-        if self.role == "worker":          # missions only: no API, audits or night
+        if self.role == "runner":          # missions only: no API, audits or night
             self.http_address, self.heartbeat, self.dream_at = None, 0, None
         self.pool, self.embedder = pool, embedder
         self.started = time.time()
         self.id = runners.new_id(self.started)
         self.jobs, self.streams, self.inflight = [], {}, set()
+        self.alone = None            # a suspect mission running alone here
         self.running, self.done = set(), 0
         self.work = queue.Queue()
         self.wake = threading.Event()
@@ -169,8 +177,8 @@ class Kernel:
     def start(self):
         try:
             for step in (self.init_serve, self.init_logs, self.init_image, self.init_services,
-                         self.init_recovery, self.init_workers, self.init_http,
-                         self.init_scheduler, self.init_publish):
+                         self.init_presence, self.init_recovery, self.init_threads,
+                         self.init_http, self.init_scheduler, self.init_publish):
                 step()
         except BaseException:
             self.stop()            # undo what started (the ZEO server above all)
@@ -179,7 +187,7 @@ class Kernel:
         return self
 
     def init_serve(self):
-        if self.role == "worker" or self.loc.kind != "folder":
+        if self.role == "runner" or not self.loc.is_folder:
             return              # PostgreSQL: every process opens the database itself
         from image.serve import serve
         try:
@@ -201,7 +209,7 @@ class Kernel:
         folder = self.home / "logs"
         folder.mkdir(parents=True, exist_ok=True)
         self.logfile = folder / ("kernel.jsonl" if self.role == "kernel"
-                                 else f"worker-{os.getpid()}.jsonl")
+                                 else f"runner-{os.getpid()}.jsonl")
         handler = logging.FileHandler(self.logfile)
         handler.setFormatter(JsonFormatter())
         route_libraries(handler)            # library warnings: into the kernel's log too
@@ -216,11 +224,11 @@ class Kernel:
         if self.stop_server is not None:           # ours, served over ZEO
             addr = self.zeo_address
             spec = f"zeo://{addr}" if isinstance(addr, str) else f"zeo://{addr[0]}:{addr[1]}"
-        elif self.loc.kind == "folder":            # a worker: attach to the kernel's server
+        elif self.loc.is_folder:                   # a runner: attach to the kernel's server
             from image.storage import serving_address
             addr = serving_address(self.loc)
             if addr is None:
-                raise ImageError(f"no kernel serves {self.loc}, so a worker cannot attach; "
+                raise ImageError(f"no kernel serves {self.loc}, so a runner cannot attach; "
                                  f"start `batos kernel --image {self.loc}` first")
             spec = f"zeo://{addr}"
         else:
@@ -228,18 +236,16 @@ class Kernel:
         self.img = open_image(spec)
         from kernel.schema import bootstrap
         bootstrap(self.img)
-        if self.role == "kernel" and self.stop_server is None:
-            self._refuse_second_kernel()
 
     def _refuse_second_kernel(self):
         """On PostgreSQL nothing locks the image: the kernel's presence says it runs."""
         with self.img.view() as root:
             other = get_meta(root).get("kernel")
-            if other and other.get("id") != self.id and runners.alive(
-                    root, other.get("id"), expiry=self.opts.expiry):
+            if other and other.get("id") != self.id and runners.Judge(
+                    root, self.opts.expiry).alive(other.get("id")):
                 raise KernelRunning(
                     f"a kernel ({other.get('id')}) already runs on {self.loc}; stop it "
-                    "(SIGTERM) first, or add this machine as a worker: `batos kernel --worker`. "
+                    "(SIGTERM) first, or add this machine as a runner: `batos kernel --runner`. "
                     f"(A kernel killed on another machine lapses after {self.opts.expiry:g} s "
                     "of silence.)")
 
@@ -250,7 +256,7 @@ class Kernel:
         self.token = ensure_token(self.loc) if self.role == "kernel" else None
         self.services = Services(self.pool or ModelPool(), self.embedder or get_embedder(),
                                  kernel_id=self.id, infer=self.main.call)
-        if self.role == "worker" and self.minds:     # load its minds now: fail early
+        if self.role == "runner" and self.minds:     # load its minds now: fail early
             pool = self.services.pool
             with self.img.view() as root:
                 wanted = [pool.describe(root, mind) for mind in self.minds]
@@ -258,32 +264,31 @@ class Kernel:
                 with pool.lease(desc):
                     pass
 
-    def init_recovery(self):
-        """Missions a killed kernel was running are still queued: say so; give up on repeat
-        crashers. Those a live worker runs are its own."""
-        if self.role == "worker":
-            return
-        with self.img.view() as root:
-            now = time.time()
-            stale = [(mid, root["missions"][mid].attempts) for mid in ms.queued(root, None)
-                     if root["missions"][mid].started is not None and runners.claimable(
-                         root, root["missions"][mid], self.id, now=now, expiry=self.opts.expiry)]
-        for mid, attempts in stale:
-            if attempts >= ms.MAX_ATTEMPTS:
-                self.img.run(ms.record_failure, mid, "IDLE",
-                             f"gave up after {attempts} attempts (the kernel stopped each time)",
-                             self.id, note=f"failure record: mission {mid}")
-                log.error("mission %s failed: %d attempts", mid, attempts,
-                          extra={"event": "abort", "mission": mid, "attempts": attempts})
-            else:
-                log.warning("mission %s was running when a kernel stopped; re-queued", mid,
-                            extra={"event": "requeue", "mission": mid, "attempts": attempts})
+    def init_presence(self):
+        """Say this runner is alive before judging anyone: its beats keep the storage time
+        it reads fresh (runners.py)."""
+        self.presence()
+        if self.role == "kernel" and self.stop_server is None:
+            self._refuse_second_kernel()
 
-    def init_workers(self):
-        # a warm process for untrusted methods, so the first mission that calls one does not wait
-        threading.Thread(target=_warm_method_workers, name="method-workers", daemon=True).start()
+    def init_recovery(self):
+        """Say which queued missions a lapsed runner held: the next claim takes them over
+        (and counts the lapse; missions.claim fails a mission after MAX_LAPSES)."""
+        with self.img.view() as root:
+            judge = runners.Judge(root, self.opts.expiry)
+            held = [(mid, root["missions"][mid].lookup("runner", None))
+                    for mid in ms.queued(root, None)]
+            lapsed = [(mid, r) for mid, r in held if r is not None and not judge.alive(r)]
+        for mid, holder in lapsed:
+            log.warning("mission %s was held by %s, which has lapsed; it will be run again", mid,
+                        holder, extra={"event": "requeue", "mission": mid, "holder": holder})
+
+    def init_threads(self):
+        # a warm sandbox process for untrusted methods: the first mission that calls one
+        # does not wait for it
+        threading.Thread(target=_warm_sandbox, name="sandbox-warm", daemon=True).start()
         for target, name in [(self._dispatch, "dispatch")] + [
-                (self._worker, f"worker-{i}") for i in range(self.n_workers)]:
+                (self._mission_thread, f"mission-{i}") for i in range(self.n_threads)]:
             t = threading.Thread(target=target, name=name, daemon=True)
             t.start()
             self.threads.append(t)
@@ -297,7 +302,7 @@ class Kernel:
 
     def init_scheduler(self):
         if self.heartbeat:
-            self.schedule("heartbeat", self.beat, every=self.heartbeat)
+            self.schedule("heartbeat", self.audit, every=self.heartbeat)
         if self.dream_at:
             self.schedule("dream", self.dream, at=self.dream_at)
         # presence has a thread of its own: a job (the night above all) may take hours
@@ -312,7 +317,7 @@ class Kernel:
         def publish(root):
             if self.role == "kernel":
                 get_meta(root)["kernel"] = info
-            self._beat(root)
+            self._announce(root)
         self.img.run(publish, note=f"{self.role} started")
 
     def info(self) -> dict:
@@ -324,19 +329,21 @@ class Kernel:
                 "http": f"http://{self.http_address[0]}:{self.http_address[1]}"
                 if self.http is not None else None,
                 "token_file": str(token_path(self.loc)) if self.role == "kernel" else None,
-                "workers": self.n_workers}
+                "threads": self.n_threads}
 
     def presence(self):
-        """Say this runner is alive (and which missions it runs), in its own record."""
-        self.img.run(self._beat, note=f"{self.role} presence")
+        """This runner's presence beat: it is alive (and runs these missions), in its own
+        record."""
+        self.img.run(self._announce, note=f"{self.role} presence")
 
-    def _beat(self, root):
+    def _announce(self, root):
         with self._lock:
             running, done = set(self.running), self.done
         runners.beat(root, self.id, role=self.role, minds=self.minds, running=running,
-                     done=done, started=self.started, address=self.info()["http"])
+                     done=done, started=self.started, expiry=self.opts.expiry,
+                     address=self.info()["http"] if self.http is not None else None)
         if self.role == "kernel":
-            runners.forget_gone(root)
+            runners.Judge(root, self.opts.expiry).forget_gone()
 
     # -- behaviour --------------------------------------------------------------
     def submit(self, mind, request, **kw) -> str:
@@ -344,22 +351,76 @@ class Kernel:
         def add(root):
             return ms.new_mission(root, mind, request, **kw).id
         mid = self.img.run(add, note=f"mission for {mind}")
-        self.stream(mid)
         self.wake.set()
         return mid
 
     def stream(self, mid) -> Stream:
+        """The live events of a mission this runner runs (made when it claims one)."""
         with self._lock:
             s = self.streams.get(mid)
             if s is None:
                 s = self.streams[mid] = Stream()
             return s
 
+    def follow(self, mid, timeout, poll=None):
+        """A mission's events, whichever runner runs it: this runner's live stream while it
+        runs the mission here, and the mission's stored state (read every ``poll`` seconds)
+        for its end. A mission another runner completes streams its stored answer (what
+        this runner did not stream of it) before its end. Stops at the end, or after
+        ``timeout`` seconds with nothing more."""
+        poll = self.poll if poll is None else poll
+        deadline, seen, said, next_read = time.monotonic() + timeout, 0, "", 0.0
+        while True:
+            now = time.monotonic()
+            if now >= deadline:
+                return
+            live = self.streams.get(mid)
+            wait = max(min(next_read - now, deadline - now), 0.0)
+            batch = live.since(seen, wait) if live is not None else time.sleep(wait) or []
+            end = None
+            if time.monotonic() >= next_read:
+                next_read = time.monotonic() + poll
+                end = self._stored_end(mid)
+                if end is not None and live is not None:
+                    batch = live.since(seen, 0)     # its tokens came before its commit
+            for kind, data in batch:
+                seen += 1
+                if kind in ("done", "failed"):
+                    yield kind, data
+                    return
+                if kind == "token":
+                    said += data
+                if kind != "cancelled":         # stopped here: another runner takes it over
+                    yield kind, data
+            if end is not None:
+                if end[0] == "done":
+                    answer = end[1]["answer"] or ""
+                    rest = answer[len(said):] if answer.startswith(said) else answer
+                    if rest:
+                        yield "token", rest
+                yield end
+                return
+            if self.stopping.is_set() and (live is None or live.ended is not None):
+                yield "stopped", "this kernel stopped before the mission ended; ask again"
+                return
+
+    def _stored_end(self, mid):
+        """``("done", summary)`` or ``("failed", reason)`` once the image says the mission
+        ended; None while it has not."""
+        with self.img.view() as root:
+            m = root["missions"].get(mid)
+            if m is None:
+                return "failed", f"no mission {mid}"
+            if m.state not in ms.TERMINAL:
+                return None
+            out = ms.summary(m)
+        return ("done", out) if out["state"] == "COMPLETE" else ("failed", out["error"])
+
     def schedule(self, name, fn, every=None, at=None):
         """Run ``fn()`` every N seconds or daily at HH:MM (the night cycle plugs in here)."""
         self.jobs.append(Job(name, fn, every, at))
 
-    def beat(self):
+    def audit(self):
         """The autotelic heartbeat: a self-audit mission, unless one is already waiting."""
         with self.img.view() as root:
             waiting = any(root["missions"][mid].kind == "audit" for mid in ms.queued(root))
@@ -400,18 +461,24 @@ class Kernel:
                 break
             try:
                 with self.img.view() as root:
-                    now = time.time()
-                    waiting = [mid for mid in ms.queued(root) if runners.claimable(
-                        root, root["missions"].get(mid), self.id, minds=self.minds, now=now,
-                        expiry=self.opts.expiry)]
+                    judge = runners.Judge(root, self.opts.expiry)
+                    waiting = [(mid, _suspect(m, self.id)) for mid, m in (
+                        (mid, root["missions"].get(mid)) for mid in ms.queued(root))
+                        if judge.claimable(m, self.id, self.minds)]
             except Exception:       # the ZEO link can drop for a moment: try again
                 log.exception("cannot read the queue", extra={"event": "queue_error"})
                 continue
-            for mid in waiting:
+            for mid, suspect in waiting:
                 with self._lock:
-                    if mid in self.inflight:
+                    # no more than the mission threads can start: the rest stays unclaimed.
+                    # A suspect (its last runner died holding it) runs alone: if it is a
+                    # poison, it takes no other mission down with it.
+                    if (mid in self.inflight or len(self.inflight) >= self.n_threads
+                            or self.alone is not None or (suspect and self.inflight)):
                         continue
                     self.inflight.add(mid)
+                    if suspect:
+                        self.alone = mid
                 self.work.put(mid)
             self._forget_old_streams()
 
@@ -421,7 +488,7 @@ class Kernel:
             for mid in [m for m, s in self.streams.items() if s.ended and now - s.ended > STREAM_KEEP]:
                 del self.streams[mid]
 
-    def _worker(self):
+    def _mission_thread(self):
         while True:
             mid = self.work.get()
             if mid is None:
@@ -431,31 +498,55 @@ class Kernel:
             finally:
                 with self._lock:
                     self.inflight.discard(mid)
+                    if self.alone == mid:
+                        self.alone = None
+                self.wake.set()          # a thread is free: dispatch the next one now
 
     def _run(self, mid):
-        s = self.stream(mid)
+        if self.stopping.is_set():           # a stop starts nothing, claims nothing
+            return
         try:
-            if self.img.run(ms.claim, mid, self.id, self.minds, self.opts.expiry,
-                            note=f"mission {mid}: claimed") is None:
-                return
-            with self._lock:
-                self.running.add(mid)
-            try:
-                run_mission(self.img, mid, self.services, on_event=s.push)
-            finally:
-                with self._lock:
-                    self.running.discard(mid)
-                    self.done += 1
+            fence = self.img.run(ms.claim, mid, self.id, self.minds, self.opts.expiry,
+                                 note=f"mission {mid}: claimed")
+        except Exception:           # the claim did not commit: the mission stays queued
+            log.exception("mission %s could not be claimed", mid,
+                          extra={"event": "claim_error", "mission": mid})
+            return
+        if fence is None:
+            return
+        s = self.stream(mid)
+        with self._lock:
+            self.running.add(mid)
+        try:
+            run_mission(self.img, mid, self.services, on_event=s.push, fence=fence)
             log.info("mission %s done", mid, extra={"event": "mission_done", "mission": mid,
                                                     "rss_bytes": rss_bytes()})
         except Cancelled:
-            s.push("cancelled", "the kernel stopped; the mission stays queued")
+            self._hand_back(mid, fence)
+            s.push("cancelled", "the runner stopped; the mission stays queued")
         except CycleFailed:
             pass                     # logged, recorded and streamed by run_mission
-        except Exception as e:      # a claim that failed: the mission stays queued
+        except ms.StaleClaim:
+            pass                     # logged by run_mission; the stored state says how it ends
+        except Exception as e:      # the image could not be reached: the mission stays queued
             log.exception("mission %s could not run", mid, extra={"event": "mission_error",
                                                                   "mission": mid})
-            s.push("failed", f"{type(e).__name__}: {e}")
+            self._hand_back(mid, fence)
+            s.push("cancelled", f"{type(e).__name__}: {e}")
+        finally:
+            if s.ended is None:      # no outcome here: followers read the stored state
+                s.push("cancelled", "not run to its end here")
+            with self._lock:
+                self.running.discard(mid)
+                self.done += 1
+
+    def _hand_back(self, mid, fence):
+        try:
+            if self.img.run(ms.release, mid, fence, note=f"mission {mid}: handed back"):
+                log.info("mission %s handed back", mid, extra={"event": "release", "mission": mid})
+        except Exception:           # it lapses with this runner's presence instead
+            log.exception("mission %s could not be handed back", mid,
+                          extra={"event": "release_error", "mission": mid})
 
     def _presence(self):
         while not self.stopping.wait(self.opts.presence):
@@ -477,7 +568,7 @@ class Kernel:
 
     # -- the main thread ------------------------------------------------------------
     def run(self, stop_requested):
-        """On the main thread: do the workers' model work until asked to stop, then stop."""
+        """On the main thread: do the mission threads' model work until asked to stop."""
         try:
             self.main.serve(stop_requested.is_set)
         finally:
@@ -510,16 +601,24 @@ class Kernel:
         self.stopping.set()
         self.night_cancel.set()
         self.wake.set()
+        while True:                     # what waits for a mission thread never starts
+            try:
+                mid = self.work.get_nowait()
+            except queue.Empty:
+                break
+            with self._lock:
+                self.inflight.discard(mid)
+                self.alone = None if self.alone == mid else self.alone
         services = getattr(self, "services", None)
         if services is not None:
             deadline = time.monotonic() + self.grace
             self.main.serve(lambda: not self.inflight or time.monotonic() > deadline)
             if self.inflight:
                 services.cancel.set()   # abandon: their transactions abort, they stay queued
-        for _ in range(self.n_workers):
+        for _ in range(self.n_threads):
             self.work.put(None)
-        workers = [t for t in self.threads if t.name.startswith("worker")]
-        self.main.serve(lambda: not any(t.is_alive() for t in workers))
+        threads = [t for t in self.threads if t.name.startswith("mission-")]
+        self.main.serve(lambda: not any(t.is_alive() for t in threads))
         for t in self.threads:
             t.join(timeout=10)
         if self.http is not None:
@@ -546,10 +645,15 @@ class Kernel:
         log.info("kernel stopped", extra={"event": "stopped"})
 
 
-def _warm_method_workers():
+def _suspect(m, me) -> bool:
+    """Did a runner die holding this mission (or is its holder dead now)?"""
+    return m.lookup("lapses", 0) > 0 or m.lookup("runner", None) not in (None, me)
+
+
+def _warm_sandbox():
     from guardians import workers
     try:
         workers.POOL.warm(1)
     except workers.WorkerError as e:
-        log.warning("no worker for untrusted methods could start (%s); each call will try again",
-                    e, extra={"event": "method_workers"})
+        log.warning("no sandbox process for untrusted methods could start (%s); each call "
+                    "will try again", e, extra={"event": "sandbox_warm"})

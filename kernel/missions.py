@@ -9,8 +9,9 @@ fresh key and completing deletes one; with the queue's permanent head key
 HTTP API, the heartbeat and the workers never conflict over the queue.
 
 A mission leaves the queue only in the transaction that completes it (or
-records its failure). A kernel killed mid-mission therefore leaves it queued;
-the next kernel runs it again (``attempts`` counts the tries).
+records its failure). A runner killed mid-mission therefore leaves it queued;
+the next claim runs it again (``attempts`` counts claims, ``lapses`` the
+runners that died holding it). Claims and fences: runners.py.
 """
 import time
 
@@ -20,7 +21,9 @@ from image.keys import new_key
 from mindhost.minds import MINDS
 from prototypes import UvmObject
 
-from .runners import EXPIRY, claimable
+from image.errors import ImageError
+
+from .runners import EXPIRY, Judge
 
 KINDS = ("chat", "task", "audit", "extend")
 # The queue keeps a head key "" for good: BTrees resolve concurrent inserts and
@@ -28,7 +31,7 @@ KINDS = ("chat", "task", "audit", "extend")
 # (measured), so writers never conflict over it.
 QUEUE_HEAD = ""
 TERMINAL = ("COMPLETE", "FAILED")
-MAX_ATTEMPTS = 3        # a mission that took the kernel down this often is failed, not retried
+MAX_LAPSES = 3          # runners died holding a mission this often: it is failed, not retried
 
 
 def new_mission(root, mind, request, *, kind="chat", history=(), options=None, source="api",
@@ -46,7 +49,8 @@ def new_mission(root, mind, request, *, kind="chat", history=(), options=None, s
         "options": dict(options or {}), "source": source, "state": "IDLE",
         "trail": PersistentList([("IDLE", now)]), "plan": list(plan or []), "results": [],
         "answer": None, "speaker": None, "routed_to": None, "exchanges": [],
-        "created": now, "started": None, "finished": None, "attempts": 0, "error": None})
+        "created": now, "started": None, "finished": None, "attempts": 0, "error": None,
+        "runner": None, "epoch": 0, "lapses": 0})
     root["missions"][mid] = m
     root["queue"][mid] = mid
     return m
@@ -59,19 +63,61 @@ def enter(root, mission, state):
     mission.trail.append((state, time.time()))
 
 
-def claim(root, mid, kernel_id, minds=(), expiry=None):
-    """Mark a queued mission as taken by a runner (a short commit of its own); None if it
-    is done, or held by another runner that is still alive (runners.py)."""
+class StaleClaim(ImageError):
+    """A runner wrote about a mission it no longer holds: the write is refused."""
+
+
+def claim(root, mid, me, minds=(), expiry=EXPIRY):
+    """Claim queued mission ``mid`` for runner ``me`` (a short transaction of its own);
+    return the fence ``(me, epoch)`` every later write must show, or None: done meanwhile,
+    held by a live runner, or failed here after ``MAX_LAPSES`` lapsed claims (runners.py)."""
     m = root["missions"].get(mid)
     if m is None or m.state in TERMINAL or m.id not in root["queue"]:
         return None                  # done meanwhile: nothing to run
-    if "runners" in root and not claimable(root, m, kernel_id, minds=minds,
-                                           expiry=EXPIRY if expiry is None else expiry):
+    judge = Judge(root, expiry)
+    if not judge.claimable(m, me, minds):
         return None
+    holder = m.lookup("runner", None)
+    if holder not in (None, me):     # its holder lapsed: died or cut off, mid-mission
+        m.lapses = m.lookup("lapses", 0) + 1
+        if m.lapses >= MAX_LAPSES:
+            _fail(root, m, m.state, f"gave up: the runners holding it lapsed {m.lapses} times "
+                                    f"(killed or cut off while running it; last {holder})", me)
+            return None
+    m.epoch = m.lookup("epoch", 0) + 1
+    m.runner = me
     m.started = time.time()
     m.attempts = m.attempts + 1
-    m.runner = kernel_id
-    return m
+    return (me, m.epoch)
+
+
+def holds(root, mid, fence) -> bool:
+    """Does ``fence`` still hold mission ``mid``? The check joins the caller's transaction:
+    a claim committed meanwhile makes its commit conflict."""
+    m = root["missions"].get(mid)
+    if m is None:
+        return False
+    root._p_jar.readCurrent(m._slots)
+    return (m.lookup("runner", None), m.lookup("epoch", 0)) == tuple(fence)
+
+
+def check_fence(root, mid, fence, what):
+    """Raise StaleClaim unless ``fence`` holds ``mid`` (None: an unclaimed, in-process run)."""
+    if fence is not None and not holds(root, mid, fence):
+        m = root["missions"].get(mid)
+        now = (m.lookup("runner", None), m.lookup("epoch", 0)) if m is not None else None
+        raise StaleClaim(f"mission {mid}: {what} refused: runner {fence[0]} (epoch {fence[1]}) "
+                         f"no longer holds it (now {now})")
+
+
+def release(root, mid, fence) -> bool:
+    """Hand a claim back (a clean stop): the mission stays queued for anyone, no lapse."""
+    if not holds(root, mid, fence):
+        return False
+    m = root["missions"][mid]
+    if m.state not in TERMINAL:
+        m.runner = None
+    return True
 
 
 def dequeue(root, m):
@@ -101,19 +147,32 @@ def summary(m) -> dict:
             "running": m.state not in TERMINAL and m.started is not None,
             "request": m.request, "answer": m.answer, "speaker": m.speaker,
             "routed_to": m.routed_to, "exchanges": [list(e) for e in m.exchanges],
-            "attempts": m.attempts, "error": m.error, "created": m.created,
-            "finished": m.finished, "source": m.source}
+            "attempts": m.attempts, "lapses": m.lookup("lapses", 0), "error": m.error,
+            "created": m.created, "finished": m.finished, "source": m.source,
+            "runner": m.lookup("runner", None), "usage": _plain(m.lookup("usage", None))}
 
 
-def record_failure(root, mid, state, reason, kernel_id=None) -> str:
-    """The one trace a failed cycle leaves: the mission marked FAILED and a failure record."""
+def _plain(v):
+    return dict(v) if v is not None else None
+
+
+def record_failure(root, mid, state, reason, runner=None, fence=None) -> str:
+    """The one trace a failed cycle leaves: the mission marked FAILED and a failure record.
+    With a ``fence``, only while it still holds the mission (StaleClaim otherwise)."""
+    check_fence(root, mid, fence, "failure")
+    m = root["missions"].get(mid)
+    if m is not None and m.state in TERMINAL:
+        raise StaleClaim(f"mission {mid} is already {m.state}: its failure is not recorded")
+    return _fail(root, m, state, reason, runner, mid)
+
+
+def _fail(root, m, state, reason, runner, mid=None) -> str:
     from persistent.mapping import PersistentMapping
     now = time.time()
-    m = root["missions"].get(mid)
     key = new_key(now)
     root["failures"][key] = PersistentMapping({
-        "mission": mid, "state": state, "reason": reason, "time": now, "kernel": kernel_id,
-        "request": m.request if m is not None else None})
+        "mission": m.id if m is not None else mid, "state": state, "reason": reason,
+        "time": now, "kernel": runner, "request": m.request if m is not None else None})
     if m is not None:
         enter(root, m, "FAILED")
         m.error = reason

@@ -15,16 +15,16 @@ class KernelOptions:
     after start-up, or "off"."""
     http: str = "127.0.0.1:8421"
     zeo: str | None = None
-    workers: int = st.number(2, min=0)            # missions run at once
+    threads: int = st.number(2, min=0)            # mission threads: missions run at once
     heartbeat: float = st.number(300.0, min=0.0)  # self-audit every N s (0: off)
     grace: float = st.number(30.0, min=0.0)       # on SIGTERM, how long work may finish
     poll: float = st.number(0.2, min=0.01)        # how often the queue is read
     dream_at: str = "02:00"
-    # A worker claims and runs missions from the shared queue, nothing else: no
+    # A runner claims and runs missions from the shared queue, nothing else: no
     # HTTP API, ZEO server, heartbeat audits or night (runners.py has the rules).
-    worker: bool = False
+    runner: bool = False
     minds: tuple[str, ...] = ()                   # minds whose missions it claims (): both
-    presence: float = st.number(5.0, min=0.1)     # how often a runner says it is alive
+    presence: float = st.number(5.0, min=0.1)     # presence beat: a runner says it is alive
     expiry: float = st.number(30.0, min=0.5)      # a runner silent this long loses its claims
 
     def http_address(self):

@@ -33,7 +33,7 @@ from mindhost.context import assemble, measurer
 from mindhost.settings import routing_of
 from prototypes import settings as st
 
-from .missions import TERMINAL, dequeue, enter, record_failure
+from .missions import TERMINAL, StaleClaim, check_fence, dequeue, enter, record_failure
 from .plans import one_step, parse_plan
 from .tools import TOOLS
 
@@ -83,8 +83,9 @@ def _run_here(fn):
 class Cycle:
     """One attempt at running a mission through the states, inside a transaction."""
 
-    def __init__(self, img, root, mission, services, memo, on_event, tm):
+    def __init__(self, img, root, mission, services, memo, on_event, tm, fence=None):
         self.img, self.root, self.mission, self.services = img, root, mission, services
+        self.fence = fence
         self.memo, self.on_event, self.tm = memo, on_event, tm
         self.state = self.failed_in = mission.state
         self.speaker = mission.mind
@@ -146,6 +147,8 @@ class Cycle:
         identity = info["identity"] + (f"\n\n{opts['system']}" if opts.get("system") else "")
         key = (mind, identity, request, repr(history), max_tokens, temperature)
         if key not in self.memo:
+            if svc.cancel.is_set():          # stopping: start no new generation
+                raise Cancelled(f"mission {m.id}: the runner is stopping")
             mems = self.memories(mind, request) if memories else []
             budget = settings["context_tokens"] - max_tokens
 
@@ -280,6 +283,7 @@ def synthesize(c):
 
 def complete(c):
     m = c.mission
+    check_fence(c.root, m.id, c.fence, "completion")      # a stale runner completes nothing
     m.finished = time.time()
     m.usage = dict(c.usage)
     dequeue(c.root, m)
@@ -296,10 +300,13 @@ WORK = {"DECOMPOSING": decompose, "DELEGATING": delegate, "SYNTHESIZING": synthe
         "COMPLETE": complete, "FAILED": fail}
 
 
-def run_mission(img, mid, services, *, on_event=None) -> dict:
+def run_mission(img, mid, services, *, on_event=None, fence=None) -> dict:
     """Run mission ``mid`` through one cycle; return its summary.
 
-    Raises CycleFailed (after writing the failure record) or Cancelled.
+    ``fence``: the ``(runner, epoch)`` of this runner's claim (missions.claim); the cycle
+    and its failure record are written only while it holds. None: an unclaimed run in
+    this process (tests). Raises CycleFailed (after writing the failure record),
+    Cancelled, or StaleClaim (nothing written).
     """
     from .missions import summary
     memo, cycle, tries = {}, None, 0
@@ -316,21 +323,29 @@ def run_mission(img, mid, services, *, on_event=None) -> dict:
                 m = root["missions"].get(mid)
                 if m is None or m.state in TERMINAL:
                     return summary(m) if m is not None else None
-                cycle = Cycle(img, root, m, services, memo, on_event, tm)
+                check_fence(root, mid, fence, "running")
+                cycle = Cycle(img, root, m, services, memo, on_event, tm, fence)
                 cycle.run()
                 tm.get().note(f"mission {mid}: COMPLETE")
                 result = summary(m) | {"usage": dict(cycle.usage)}
     except Cancelled:
-        log.warning("mission %s abandoned: the kernel is stopping; it stays queued", mid,
+        log.warning("mission %s abandoned: the runner is stopping; it stays queued", mid,
                     extra={"event": "abort", "mission": mid, "reason": "stopping"})
+        raise
+    except StaleClaim as e:
+        log.warning("%s", e, extra={"event": "fenced", "mission": mid, "fence": fence})
         raise
     except Exception as e:
         state = cycle.failed_in if cycle is not None else "IDLE"
         reason = f"{type(e).__name__}: {e}"
         log.error("mission %s failed in %s: %s", mid, state, reason,
                   extra={"event": "abort", "mission": mid, "state": state, "reason": reason})
-        key = img.run(record_failure, mid, state, reason, services.kernel_id,
-                      note=f"failure record: mission {mid}")
+        try:
+            key = img.run(record_failure, mid, state, reason, services.kernel_id, fence,
+                          note=f"failure record: mission {mid}")
+        except StaleClaim as stale:
+            log.warning("%s", stale, extra={"event": "fenced", "mission": mid, "fence": fence})
+            raise stale from e
         if on_event is not None:
             on_event("failed", reason)
         raise CycleFailed(f"mission {mid} failed in {state}: {reason}", mission=mid,

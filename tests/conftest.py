@@ -209,3 +209,19 @@ def tiny_llama_kv(tmp_path_factory, smol_master):
     return _random_llama(tmp_path_factory.mktemp("tiny-llama-kv") / "tiny", smol_master,
                          hidden_size=128, intermediate_size=256, num_attention_heads=2,
                          num_key_value_heads=1, max_position_embeddings=2048)
+
+
+@pytest.fixture(params=("zeo", "postgresql"), ids=("filestorage-served-over-zeo", "postgresql"))
+def shared_image(request, tmp_path):
+    """An image the kernel and workers share: a folder the kernel serves over ZEO (the
+    workers attach through it), or a PostgreSQL database every process opens."""
+    from image import open_image
+    from kernel.schema import bootstrap
+    if request.param == "zeo":
+        spec = str(tmp_path / "image")
+    else:
+        spec = request.getfixturevalue("postgres").url()
+    img = open_image(spec, create=True)
+    bootstrap(img)
+    img.close()
+    return spec

@@ -1,10 +1,18 @@
-"""A kernel or worker process on the scripted engine, for the multi-runner tests.
+"""A kernel or runner process on the scripted engine, for the multi-runner tests.
 
 ``python tests/runner_proc.py IMAGE ROLE`` runs a ``Kernel`` (role ``kernel``
-or ``worker``) whose minds answer from a script after a short pause, with a
+or ``runner``) whose minds answer from a script after a short pause, with a
 stand-in embedder for the ledger's vectors: the logic of claims, presence and
 completion is what is tested, on a real image and real processes.
+
+Injected from the environment (tests/test_chaos.py):
+- ``RUNNER_CLOCK_SKEW``: seconds this process's wall clock is off (``time.time``);
+- ``RUNNER_MACHINE``: a machine id of its own, as if it ran on another machine
+  (its claims then lapse by silence only, never by the pid rule);
+- ``RUNNER_MINDS``: comma-separated minds it claims for (default: both).
+A request that says "poison" kills whichever process runs it, mid-mission.
 """
+import os
 import signal
 import sys
 import threading
@@ -18,6 +26,7 @@ import numpy as np  # noqa: E402
 from scripted_engine import ScriptedEngine  # noqa: E402
 
 from image import resolve  # noqa: E402
+from kernel import runners  # noqa: E402
 from kernel.kernel import Kernel  # noqa: E402
 from mindhost.pool import ModelPool  # noqa: E402
 
@@ -31,15 +40,52 @@ class Embedder:
 
 
 def answer(text):
+    if "poison" in text:
+        os.kill(os.getpid(), signal.SIGKILL)
     time.sleep(SLOW if "slow" in text else PAUSE)
     return f"answered: {text.split()[-1] if text.split() else ''}"
 
 
+def start(spec, role, env, stderr=None):
+    """Start one in a subprocess; return it and its runner id once it is ready.
+    ``stderr``: a file for what it says there (default: a pipe, read if it fails)."""
+    import subprocess
+    p = subprocess.Popen([sys.executable, __file__, spec, role], cwd=HERE.parent, env=env,
+                         stdout=subprocess.PIPE, text=True,
+                         stderr=subprocess.PIPE if stderr is None else stderr)
+    line = p.stdout.readline()
+    if not line.startswith("ready"):
+        p.kill()
+        said = p.stderr.read()[-3000:] if stderr is None else ""
+        raise AssertionError(f"{role} did not start: {line}\n{said}")
+    return p, line.split()[1]
+
+
+def client_spec(spec):
+    """Where a client opens the shared image: the database, or the kernel's ZEO server."""
+    if spec.startswith("postgresql"):
+        return spec
+    from image.storage import serving_address
+    return "zeo://" + serving_address(resolve(spec))
+
+
+def inject():
+    skew = float(os.environ.get("RUNNER_CLOCK_SKEW") or 0)
+    if skew:
+        real = time.time
+        time.time = lambda: real() + skew
+    machine = os.environ.get("RUNNER_MACHINE")
+    if machine:
+        runners.machine_id = lambda: machine
+
+
 def main(spec, role):
+    inject()
     pool = ModelPool(models={m: ScriptedEngine(answer).load() for m in ("hermes", "orai")})
-    k = Kernel(resolve(spec), pool=pool, embedder=Embedder(), worker=role == "worker",
-               http="off", heartbeat=0, dream_at="off", presence=0.3, expiry=2.0, workers=2,
-               poll=0.05, grace=2.0)
+    minds = [m for m in (os.environ.get("RUNNER_MINDS") or "").split(",") if m]
+    k = Kernel(resolve(spec), pool=pool, embedder=Embedder(), runner=role == "runner",
+               http="off", heartbeat=0, dream_at="off", presence=0.3, expiry=2.0, threads=2,
+               poll=0.05, grace=2.0, minds=minds)
     stop = threading.Event()
 
     def on_signal(*_):

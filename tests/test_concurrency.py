@@ -113,7 +113,7 @@ def kernel_with_memory(tmp_path, tiny_llama):
     env = batos_env(tmp_path, BATOS_IMAGE=str(loc))
     run_batos("memory", "ingest", "notes", docs, env=env, check=True, timeout=300)
     run_batos("memory", "mount", "notes", "--mind", "hermes", env=env, check=True)
-    k = KernelProcess(env, "--workers", "3", "--heartbeat", "0", "--dream-at", "off")
+    k = KernelProcess(env, "--threads", "3", "--heartbeat", "0", "--dream-at", "off")
     yield k
     k.terminate()
 

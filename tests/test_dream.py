@@ -212,7 +212,7 @@ def test_the_kernel_dreams_on_its_schedule_with_the_day_runtimes_unloaded(tmp_pa
     from image import resolve
     from kernel.kernel import Kernel
     loc, _ = make_image(tmp_path, tiny_llama, embedder)
-    k = Kernel(resolve(str(loc)), http="off", workers=0, heartbeat=0, embedder=embedder).start()
+    k = Kernel(resolve(str(loc)), http="off", threads=0, heartbeat=0, embedder=embedder).start()
     try:
         assert [(j.name, j.at) for j in k.jobs] == [("dream", "02:00")]
         with k.img.view() as root:
@@ -269,7 +269,7 @@ def test_sigterm_during_a_night_stops_it_within_the_grace_and_the_next_run_resum
     with open_image(loc) as img, img.transaction() as conn:
         conn.root()["hermes"].training = {**TRAINING, "iters": 100_000}   # hours of training
     env = batos_env(tmp_path, BATOS_IMAGE=str(loc))
-    k = KernelProcess(env, "--workers", "1", "--heartbeat", "0", "--dream-at", "now",
+    k = KernelProcess(env, "--threads", "1", "--heartbeat", "0", "--dream-at", "now",
                       "--grace", "3")
     try:
         deadline = time.monotonic() + 180

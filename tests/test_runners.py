@@ -1,4 +1,4 @@
-"""Missions spread over a kernel and workers in several processes sharing one image."""
+"""Missions spread over a kernel and runners in several processes sharing one image."""
 import os
 import signal
 import subprocess
@@ -7,78 +7,192 @@ import time
 
 import pytest
 from conftest import ROOT, batos_env, run_batos
+from runner_proc import client_spec, start
 
 from image import open_image
 from kernel import missions as ms
 from kernel import runners
 
-RUNNER = str(ROOT / "tests" / "runner_proc.py")
 
 
 # -- the rules, on a memory image -----------------------------------------------------
 
-def test_claims_lapse_with_their_runners_presence(mem_image):
-    now = time.time()
+@pytest.fixture
+def storage_clock(monkeypatch):
+    """Move the clock the storage stamps transactions with (and only that: the rules read
+    no other). ``storage_clock(30)`` puts it 30 s ahead from now on."""
+    real, skew = time.time, [0.0]
+    monkeypatch.setattr(time, "time", lambda: real() + skew[0])
+
+    def advance(seconds):
+        skew[0] += seconds
+    return advance
+
+
+def _elsewhere(root, rid, role="runner"):
+    """A presence record of a runner on another machine (no pid check applies)."""
+    rec = runners.beat(root, rid, role=role)
+    rec["machine"] = "another-machine"
+    return rec
+
+
+def test_claims_lapse_with_their_runners_presence_by_storage_time(mem_image, storage_clock):
     with mem_image.transaction() as conn:
         root = conn.root()
         m = ms.new_mission(root, "hermes", "hello")
-        runners.beat(root, "elsewhere:4242:1", role="worker", now=now)
-        assert ms.claim(root, m.id, "elsewhere:4242:1", expiry=30) is m
+        _elsewhere(root, "elsewhere:4242:1:a")
+        runners.beat(root, "me:1:1:b", role="kernel")
+        mid = m.id
+    fence = mem_image.run(ms.claim, mid, "elsewhere:4242:1:a", expiry=30)
+    assert fence == ("elsewhere:4242:1:a", 1)
+    storage_clock(20)
+    mem_image.run(runners.beat, "me:1:1:b", role="kernel")
+    with mem_image.view() as root:
+        judge = runners.Judge(root, 30)
+        assert 19 < judge.silence(root["runners"]["elsewhere:4242:1:a"]) < 25
+        # another runner may not take it while the claimer is seen, nor one for orai only
+        assert not judge.claimable(root["missions"][mid], "me:1:1:b")
+        assert not judge.claimable(root["missions"][mid], "me:1:1:b", ("orai",))
+        assert judge.claimable(root["missions"][mid], "elsewhere:4242:1:a")     # its own
+    assert mem_image.run(ms.claim, mid, "me:1:1:b", expiry=30) is None
+    storage_clock(15)           # 35 s of storage time since the claimer's last beat
+    mem_image.run(runners.beat, "me:1:1:b", role="kernel")
+    assert mem_image.run(ms.claim, mid, "me:1:1:b", expiry=30) == ("me:1:1:b", 2)
+    with mem_image.view() as root:
+        m = root["missions"][mid]
+        assert (m.attempts, m.lapses, m.runner, m.epoch) == (2, 1, "me:1:1:b", 2)
+
+
+def test_a_wall_clock_ahead_or_behind_changes_nothing(mem_image, monkeypatch):
+    """Liveness reads transaction ids only: a reader whose own clock is 90 s off (but whose
+    storage is not) judges a fresh record fresh and a stale one stale."""
+    with mem_image.transaction() as conn:
+        _elsewhere(conn.root(), "elsewhere:1:1:a")
+    real = time.time
+    for skew in (90.0, -90.0):
+        monkeypatch.setattr(runners.time, "time", lambda: real() + skew)
+        with mem_image.view() as root:
+            judge = runners.Judge(root, 30)
+            assert judge.alive("elsewhere:1:1:a") and judge.silence(
+                root["runners"]["elsewhere:1:1:a"]) < 5
+
+
+def test_a_stale_runner_can_neither_complete_nor_fail_its_mission(mem_image, storage_clock):
+    from kernel.psm import Services, run_mission
     with mem_image.transaction() as conn:
         root = conn.root()
-        m = root["missions"][m.id]
-        # another runner may not take it while the claimer is seen ...
-        assert not runners.claimable(root, m, "me:1:1", now=now + 5, expiry=30)
-        assert ms.claim(root, m.id, "me:1:1", expiry=30) is None
-        # ... nor a runner for the other mind only; it may once the claimer is silent
-        assert not runners.claimable(root, m, "me:1:1", minds=("orai",), now=now + 60)
-        assert runners.claimable(root, m, "me:1:1", now=now + 31, expiry=30)
-        assert runners.claimable(root, m, "elsewhere:4242:1", now=now + 5)   # its own
+        mid = ms.new_mission(root, "hermes", "hello").id
+        _elsewhere(root, "stale:1:1:a")
+    old = mem_image.run(ms.claim, mid, "stale:1:1:a")
+    storage_clock(runners.EXPIRY + 5)                # it sleeps; its claim lapses
+    mem_image.run(runners.beat, "new:1:1:b", role="runner")
+    new = mem_image.run(ms.claim, mid, "new:1:1:b")
+    assert new == ("new:1:1:b", 2)
+    # it wakes up and tries to fail the mission, then to complete it: both refused
+    with pytest.raises(ms.StaleClaim, match="no longer holds"):
+        mem_image.run(ms.record_failure, mid, "DELEGATING", "late", "stale:1:1:a", old)
+    svc = Services(pool=None, embedder=None)
+    with pytest.raises(ms.StaleClaim):
+        run_mission(mem_image, mid, svc, fence=old)
+    with mem_image.view() as root:
+        m = root["missions"][mid]
+        assert (m.state, m.runner, m.error, len(root["failures"])) == ("IDLE", "new:1:1:b",
+                                                                       None, 0)
+    # once it is complete, nobody's late failure turns it into FAILED
+    with mem_image.transaction() as conn:
+        m = conn.root()["missions"][mid]
+        ms.enter(conn.root(), m, "COMPLETE")
+        ms.dequeue(conn.root(), m)
+    with pytest.raises(ms.StaleClaim, match="already COMPLETE"):
+        mem_image.run(ms.record_failure, mid, "DELEGATING", "late", "new:1:1:b", new)
+    with mem_image.view() as root:
+        assert root["missions"][mid].state == "COMPLETE" and len(root["failures"]) == 0
 
 
-def test_a_dead_process_on_this_host_has_no_claims(mem_image):
-    import socket
+def test_the_attempt_cap_is_in_the_claim_and_stops_do_not_count(mem_image, storage_clock):
+    with mem_image.transaction() as conn:
+        mid = ms.new_mission(conn.root(), "hermes", "poison").id
+    for i in range(ms.MAX_LAPSES):                   # each holder dies holding it
+        rid = f"doomed:{i}:1:a"
+        mem_image.run(_elsewhere, rid)
+        fence = mem_image.run(ms.claim, mid, rid)
+        assert fence == (rid, i + 1)
+        storage_clock(runners.EXPIRY + 1)
+    mem_image.run(_elsewhere, "last:1:1:a")
+    assert mem_image.run(ms.claim, mid, "last:1:1:a") is None
+    with mem_image.view() as root:
+        m = root["missions"][mid]
+        assert m.state == "FAILED" and f"lapsed {ms.MAX_LAPSES} times" in m.error
+        assert ms.queued(root) == [] and len(root["failures"]) == 1
+    with mem_image.transaction() as conn:
+        mid = ms.new_mission(conn.root(), "hermes", "stopped often").id
+    for i in range(ms.MAX_LAPSES + 2):
+        rid = f"polite:{i}:1:a"
+        mem_image.run(_elsewhere, rid)
+        fence = mem_image.run(ms.claim, mid, rid)
+        assert fence is not None and mem_image.run(ms.release, mid, fence)
+        storage_clock(runners.EXPIRY + 1)
+    with mem_image.view() as root:
+        m = root["missions"][mid]
+        assert (m.state, m.lapses, m.runner, m.attempts) == ("IDLE", 0, None, ms.MAX_LAPSES + 2)
+
+
+def test_each_record_is_judged_by_the_expiry_its_runner_declares(mem_image, storage_clock):
+    with mem_image.transaction() as conn:
+        _elsewhere(conn.root(), "quick:1:1:a")["expiry"] = 5.0
+        _elsewhere(conn.root(), "slow:1:1:a")["expiry"] = 60.0
+    storage_clock(6)
+    mem_image.run(runners.beat, "me:1:1:b", role="kernel")
+    with mem_image.view() as root:
+        for expiry in (2.0, 30.0, 100.0):          # whatever the reader's own setting
+            judge = runners.Judge(root, expiry)
+            assert not judge.alive("quick:1:1:a") and judge.alive("slow:1:1:a")
+
+
+def test_a_runner_that_beats_and_forgets_in_one_transaction_keeps_its_own_record(mem_image):
+    """Its new record has no serial yet: it is not "silent since 1900" and not dropped."""
+    with mem_image.transaction() as conn:
+        runners.beat(conn.root(), "me:1:1:b", role="kernel")
+        runners.Judge(conn.root()).forget_gone()
+    with mem_image.view() as root:
+        assert list(root["runners"]) == ["me:1:1:b"]
+
+
+def test_a_gone_process_on_this_machine_has_lapsed_at_once(mem_image):
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
     proc.wait()
-    rid = f"{socket.gethostname()}:{proc.pid}:1"
+    me = runners.new_id()
+    gone = f"{me.split(':')[0]}:{proc.pid}:1:x"
     with mem_image.transaction() as conn:
         root = conn.root()
-        runners.beat(root, rid, role="worker")
-        assert not runners.alive(root, rid)                 # seen a moment ago, but gone
-        runners.beat(root, runners.new_id(), role="kernel")
-        assert runners.alive(root, runners.new_id(time.time()))
-        assert [r["alive"] for r in runners.rows(root)] == [True, False]
+        runners.beat(root, gone, role="runner")      # on this machine, but its process is gone
+        runners.beat(root, me, role="kernel")
+    with mem_image.view() as root:
+        judge = runners.Judge(root)
+        assert not judge.alive(gone) and judge.alive(me)
+        assert sorted(r["alive"] for r in runners.rows(root)) == [False, True]
+
+
+def test_a_hostname_is_not_a_machine(mem_image):
+    """A record from another machine that happens to share this hostname and a pid that is
+    gone here is judged by its silence, not by this machine's process table."""
+    with mem_image.transaction() as conn:
+        rec = _elsewhere(conn.root(), f"{runners.new_id().split(':')[0]}:999999:1:x")
+    with mem_image.view() as root:
+        assert runners.Judge(root).alive(rec["id"])
+    assert runners.machine_id() == runners.machine_id() and len(runners.machine_id()) == 16
 
 
 def test_bad_worker_options_are_refused():
     from image.errors import SettingsError
     from kernel.options import options
     with pytest.raises(SettingsError, match="no mind named"):
-        options(worker=True, minds=["nobody"])
+        options(runner=True, minds=["nobody"])
     with pytest.raises(SettingsError, match="expiry"):
         options(presence=10, expiry=5)
 
 
 # -- real processes ---------------------------------------------------------------------
-
-def _start(spec, role, env):
-    p = subprocess.Popen([sys.executable, RUNNER, spec, role], cwd=ROOT, env=env,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    line = p.stdout.readline()
-    if not line.startswith("ready"):
-        p.kill()
-        raise AssertionError(f"{role} did not start: {line}\n{p.stderr.read()[-3000:]}")
-    return p, line.split()[1]
-
-
-def _client_spec(spec):
-    """Where a client opens the shared image: the database, or the kernel's ZEO server."""
-    if spec.startswith("postgresql"):
-        return spec
-    from image import resolve
-    from image.storage import serving_address
-    return "zeo://" + serving_address(resolve(spec))
-
 
 def _holds_slow(img, runner):
     with img.view() as root:
@@ -91,38 +205,23 @@ def _done(img):
         return sum(1 for m in root["missions"].values() if m.state == "COMPLETE")
 
 
-@pytest.fixture(params=("zeo", "postgresql"), ids=("filestorage-served-over-zeo", "postgresql"))
-def shared_image(request, tmp_path):
-    """An image the kernel and workers share: a folder the kernel serves over ZEO (the
-    workers attach through it), or a PostgreSQL database every process opens."""
-    from kernel.schema import bootstrap
-    if request.param == "zeo":
-        spec = str(tmp_path / "image")
-    else:
-        spec = request.getfixturevalue("postgres").url()
-    img = open_image(spec, create=True)
-    bootstrap(img)
-    img.close()
-    return spec
-
-
 def test_a_kernel_and_two_workers_complete_each_mission_once_with_one_worker_killed(
         shared_image, tmp_path):
     n = 100
     img = open_image(shared_image)
     with img.transaction() as conn:
-        # every tenth one is slow: a window in which to kill a worker mid-mission
+        # every tenth one is slow: a window in which to kill a runner mid-mission
         ids = [ms.new_mission(conn.root(), "hermes", f"{'slow ' if i % 10 == 5 else ''}"
                               f"question {i}").id for i in range(n)]
     img.close()
     env = batos_env(tmp_path)
     procs = []
     try:
-        procs.append(_start(shared_image, "kernel", env)[0])
-        # workers reach a folder image through the ZEO server its kernel serves
-        a, a_id = _start(shared_image, "worker", env)
-        procs += [a, _start(shared_image, "worker", env)[0]]
-        spec = _client_spec(shared_image)
+        procs.append(start(shared_image, "kernel", env)[0])
+        # runners reach a folder image through the ZEO server its kernel serves
+        a, a_id = start(shared_image, "runner", env)
+        procs += [a, start(shared_image, "runner", env)[0]]
+        spec = client_spec(shared_image)
         img = open_image(spec)
         deadline = time.monotonic() + 240
         while _done(img) < n // 2 or not _holds_slow(img, a_id):
@@ -143,18 +242,20 @@ def test_a_kernel_and_two_workers_complete_each_mission_once_with_one_worker_kil
             assert sorted(ledgered) == sorted(ids)     # one exchange per mission, no more
             assert ms.queue_length(root) == 0 and len(root["failures"]) == 0
             rows = {r["id"]: r for r in runners.rows(root)}
-            workers = [r for r in rows.values() if r["role"] == "worker"]
-            assert len(workers) == 2 and sum(not r["alive"] for r in workers) == 1
+            others = [r for r in rows.values() if r["role"] == "runner"]
+            assert len(others) == 2 and sum(not r["alive"] for r in others) == 1
             did = {m.runner for m in (root["missions"][i] for i in ids)}
             assert len(did) >= 2                       # the work was shared
-            # what the killed worker had claimed, another runner ran again
+            # what the killed runner had claimed, another runner ran again
             retried = [root["missions"][i] for i in ids if root["missions"][i].attempts > 1]
-            assert retried and all(rows[m.runner]["alive"] for m in retried)
+            assert retried and all(rows[m.runner]["alive"] for m in retried), [
+                (m.id, m.attempts, m.lapses, m.epoch, m.runner, rows[m.runner]["alive"])
+                for m in retried]
         img.close()
         shown = run_batos("missions", "-n", "3", "--image", spec, env=env, check=True).stdout
-        assert "runners" in shown and "worker" in shown and "(gone)" in shown
+        assert "runners" in shown and "runner" in shown and "(gone)" in shown
     finally:
-        for p in reversed(procs):           # workers first: the kernel may serve the image
+        for p in reversed(procs):           # runners first: the kernel may serve the image
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM)
             try:
@@ -172,9 +273,9 @@ def test_a_kernel_killed_mid_mission_loses_nothing_committed(shared_image, tmp_p
         quick = ms.new_mission(conn.root(), "hermes", "question 0").id
     img.close()
     env = batos_env(tmp_path)
-    k, k_id = _start(shared_image, "kernel", env)
+    k, k_id = start(shared_image, "kernel", env)
     try:
-        img = open_image(_client_spec(shared_image))
+        img = open_image(client_spec(shared_image))
         deadline = time.monotonic() + 120
         while _done(img) < 1:                        # one mission committed ...
             assert time.monotonic() < deadline
@@ -196,9 +297,9 @@ def test_a_kernel_killed_mid_mission_loses_nothing_committed(shared_image, tmp_p
         assert [ex.mission for ex in root["hermes"].ledger.values()] == [quick]
         assert ms.queued(root) == [slow]
     img.close()
-    k, _ = _start(shared_image, "kernel", env)         # runs it again at once: same host
+    k, _ = start(shared_image, "kernel", env)         # runs it again at once: same host
     try:
-        img = open_image(_client_spec(shared_image))
+        img = open_image(client_spec(shared_image))
         while True:
             with img.view() as root:
                 m = root["missions"][slow]
@@ -214,8 +315,8 @@ def test_a_kernel_killed_mid_mission_loses_nothing_committed(shared_image, tmp_p
 
 
 def test_cli_kernel_and_worker_on_a_postgresql_image(tmp_path, postgres):
-    """`batos kernel` runs on a database with no ZEO server; `batos kernel --worker` joins
-    it; a second main kernel is refused; a worker for a mind with no model says so."""
+    """`batos kernel` runs on a database with no ZEO server; `batos kernel --runner` joins
+    it; a second main kernel is refused; a runner for a mind with no model says so."""
     import json
     url = postgres.url()
     env = batos_env(tmp_path, XDG_DATA_HOME=str(tmp_path / "data"))
@@ -224,7 +325,7 @@ def test_cli_kernel_and_worker_on_a_postgresql_image(tmp_path, postgres):
            "--heartbeat", "0", "--dream-at", "off", "--presence", "0.5"]
     kernel = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True)
-    worker = None
+    runner = None
     try:
         line = kernel.stdout.readline()
         assert line.startswith(f"kernel ready on {url}: zeo None, http http://"), (
@@ -234,17 +335,17 @@ def test_cli_kernel_and_worker_on_a_postgresql_image(tmp_path, postgres):
         bad = run_batos("kernel", "--worker", "--minds", "hermes", "--image", url, env=env,
                         timeout=120)
         assert bad.returncode == 2 and "hermes" in bad.stderr, bad.stderr
-        worker = subprocess.Popen(cmd[:6] + ["--worker", "--presence", "0.5"], cwd=ROOT,
+        runner = subprocess.Popen(cmd[:6] + ["--runner", "--presence", "0.5"], cwd=ROOT,
                                   env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                   text=True)
-        assert worker.stdout.readline().startswith(f"worker ready on {url}")
+        assert runner.stdout.readline().startswith(f"runner ready on {url}")
         info = json.loads(run_batos("info", "--json", "--image", url, env=env,
                                     check=True).stdout)
-        assert sorted(r["role"] for r in info["runners"] if r["alive"]) == ["kernel", "worker"]
+        assert sorted(r["role"] for r in info["runners"] if r["alive"]) == ["kernel", "runner"]
         token = (tmp_path / "data").rglob("api-token")
         assert next(token).stat().st_mode & 0o077 == 0
     finally:
-        for p in (worker, kernel):
+        for p in (runner, kernel):
             if p is not None and p.poll() is None:
                 p.send_signal(signal.SIGTERM)
                 assert p.wait(60) == 0, p.stderr.read()[-2000:]

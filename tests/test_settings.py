@@ -61,8 +61,8 @@ def test_the_kernel_options_check_addresses_too():
     assert options(dream_at="now").dream_time() == "now"
     with pytest.raises(SettingsError, match="bad dream_at '25:00'"):
         options(dream_at="25:00")
-    with pytest.raises(SettingsError, match="workers is -1"):
-        options(workers=-1)
+    with pytest.raises(SettingsError, match="threads is -1"):
+        options(threads=-1)
 
 
 def test_a_mistyped_slot_in_the_image_is_a_clear_error_on_the_path_that_reads_it(mem_image):
