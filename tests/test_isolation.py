@@ -279,8 +279,9 @@ def test_bootstrap_tracks_plain_containers_an_older_image_holds(tmp_path):
         o._slots._p_changed = True
         root["legacy"] = o
         del root["meta"]["tracked_slots"]
-    assert "tracked slots" in str(bootstrap(img)) or True
+    assert bootstrap(img) == []           # nothing new to create: the upgrade works in place
     with img.view() as root:
+        assert root["meta"]["tracked_slots"] is True
         o = root["legacy"]
         assert type(o.items) is PersistentList and type(o.items[1]) is PersistentList
         assert type(o.cfg["a"]) is PersistentMapping and type(o.tags) is PersistentSet
