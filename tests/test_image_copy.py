@@ -136,6 +136,70 @@ def test_a_copy_that_differs_is_caught_and_not_kept(tmp_path, monkeypatch):
     assert not (tmp_path / "dest").exists()
 
 
+class Tampering:
+    """A source that changes one thing on the way in its last transaction: a byte of a
+    record's pickle, a byte of a blob, or the transaction's description."""
+
+    def __init__(self, storage, what, tmp):
+        self.s, self.what, self.tmp = storage, what, tmp
+
+    def __getattr__(self, name):
+        return getattr(self.s, name)
+
+    def loadBlob(self, oid, tid):
+        path = self.s.loadBlob(oid, tid)
+        if self.what != "blob":
+            return path
+        data = bytearray(open(path, "rb").read())
+        data[len(data) // 2] ^= 0x01
+        bad = self.tmp / f"tampered-{oid.hex()}-{tid.hex()}"
+        bad.write_bytes(bytes(data))
+        return str(bad)
+
+    def iterator(self, start=None, stop=None):
+        from ZODB.blob import is_blob_record
+        for t in self.s.iterator(start, stop):
+            if t.tid != stop or self.what == "blob":
+                yield t
+                continue
+            records = list(t)
+            if self.what == "record":
+                i = next(i for i, r in enumerate(records) if not is_blob_record(r.data))
+                r = records[i]
+                data = bytearray(r.data)
+                data[len(data) // 2] ^= 0x01           # same length, one bit
+                records[i] = type("Record", (), {"oid": r.oid, "tid": r.tid,
+                                                 "data": bytes(data), "data_txn": r.data_txn})()
+
+            class Changed:
+                def __getattr__(self, name, t=t):
+                    return getattr(t, name)
+
+                def __iter__(self):
+                    return iter(records)
+            changed = Changed()
+            if self.what == "metadata":
+                changed.description = t.description + b" (edited)"
+            yield changed
+
+
+@pytest.mark.parametrize("what,named", [("record", "record .* differs"),
+                                        ("blob", "record .* differs"),
+                                        ("metadata", "metadata")])
+def test_one_changed_byte_or_description_is_caught_and_named(tmp_path, monkeypatch, what,
+                                                              named):
+    """Counts and sizes agree in each case: only the per-record hash (a pickle's byte, a
+    blob's byte) or the transaction digest (its description) can tell."""
+    import image.copy as C
+    src = blob_image(tmp_path / "src")
+    real = C.copy_transactions
+    monkeypatch.setattr(C, "copy_transactions", lambda s, d, stop, tick: real(
+        Tampering(s, what, tmp_path), d, stop, tick))
+    with pytest.raises(CopyMismatch, match=named):
+        copy_image(resolve(str(src)), resolve(str(tmp_path / "dest")))
+    assert not (tmp_path / "dest").exists()
+
+
 def test_missing_blob_in_the_source_is_named(tmp_path):
     src = blob_image(tmp_path / "src", revisions=1)
     for dirpath, _, files in os.walk(src / "blobs"):
