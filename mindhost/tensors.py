@@ -212,8 +212,13 @@ class ShardWriter:
                 {"metadata": {"total_size": total}, "weight_map": weight_map}, indent=1))
 
     def abort(self):
-        for _, f in self.files:
+        """Close and delete every shard (and index) this writer made: a stopped or failed
+        write leaves no weights that look whole but are not."""
+        for fname, f in self.files:
             f.close()
+            (self.folder / fname).unlink(missing_ok=True)
+        (self.folder / INDEX).unlink(missing_ok=True)
+        self.files = []
 
 
 def copy_side_files(src, dest, skip=("config.json",)):

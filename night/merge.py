@@ -287,13 +287,17 @@ def fuse_adapter(master, adapter, out_dir, progress=None, check=None) -> dict:
                              f"{master} lacks; was it trained on another model?")
         names = src.names()
         writer = ShardWriter(out_dir, [(n, src.info[n]["dtype"], src.shape(n)) for n in names])
-        for name in names:
-            if check is not None:
-                check()
-            writer.write(name, apply_delta(src.get(name), lora.delta(name)))
-            if progress is not None:
-                progress(src.nbytes(name))
-        writer.close()
+        try:
+            for name in names:
+                if check is not None:
+                    check()
+                writer.write(name, apply_delta(src.get(name), lora.delta(name)))
+                if progress is not None:
+                    progress(src.nbytes(name))
+            writer.close()
+        except BaseException:
+            writer.abort()          # stopped or failed: no shard that looks whole is left
+            raise
     except (TensorFileError, AdapterError, OSError) as e:
         raise MergeError(f"fusing {adapter} into {master} failed: {e}") from e
     from mindhost.tensors import copy_side_files

@@ -142,8 +142,14 @@ def test_the_streamed_fuse_equals_peft_merge_and_unload(tiny_llama, adapter, tmp
     assert AutoModelForCausalLM.from_pretrained(tmp_path / "fused") is not None
 
 
-def test_a_merge_stops_between_tensors_and_leaves_nothing_half_written(tiny_llama, adapter,
-                                                                       tmp_path):
+@pytest.mark.parametrize("step", ["merge", "fuse", "quantize"])
+def test_a_write_stopped_between_tensors_leaves_no_weights_behind(tiny_llama, adapter,
+                                                                  tmp_path, step):
+    """Stopped after a few tensors, each streamed writer deletes the shards it made: no
+    safetensors file that looks whole but is not (the night then reruns the step)."""
+    from mindhost.engines.int8 import quantize_folder
+    from night.merge import fuse_adapter
+
     class Stop(Exception):
         pass
     seen = []
@@ -152,12 +158,16 @@ def test_a_merge_stops_between_tensors_and_leaves_nothing_half_written(tiny_llam
         seen.append(1)
         if len(seen) == 5:
             raise Stop
+    out = tmp_path / "out"
+    run = {"merge": lambda **kw: run_merge(merge_config(tiny_llama, tiny_llama, adapter), out,
+                                           **kw),
+           "fuse": lambda **kw: fuse_adapter(tiny_llama, adapter, out, **kw),
+           "quantize": lambda **kw: quantize_folder(tiny_llama, out, **kw)}[step]
     with pytest.raises(Stop):
-        run_merge(merge_config(tiny_llama, tiny_llama, adapter), tmp_path / "out",
-                  check=check)
-    # the night stages merges: the next run replaces the folder whole
-    run_merge(merge_config(tiny_llama, tiny_llama, adapter), tmp_path / "out")
-    assert (tmp_path / "out" / "mergekit.yml").exists() and len(tensors(tmp_path / "out")) > 5
+        run(check=check)
+    assert len(seen) == 5 and not list(out.glob("*.safetensors*")), list(out.iterdir())
+    run()                                     # and the rerun writes it whole
+    assert len(tensors(out)) > 5
 
 
 def test_a_corrupt_shard_or_adapter_is_a_clear_merge_error(tiny_llama, adapter, tmp_path):
