@@ -1,4 +1,7 @@
-"""The image benchmark runs end to end and prints its ratios (no timing asserts)."""
+"""The image benchmark runs end to end and prints its ratios (no timing asserts).
+
+A smoke test of the bench's plumbing and output format only: it is no evidence for
+any figure the docs quote; those come from running the bench itself."""
 import subprocess
 import sys
 
