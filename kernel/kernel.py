@@ -56,6 +56,11 @@ class Stream:
                 self.ended = time.monotonic()
             self.cond.notify_all()
 
+    def reopen(self):
+        """A new run of the mission here: its stream is live again (events are kept)."""
+        with self.cond:
+            self.ended = None
+
     def since(self, i, wait):
         """The events from index ``i`` on, waiting up to ``wait`` seconds for one."""
         with self.cond:
@@ -376,7 +381,11 @@ class Kernel:
                 return
             live = self.streams.get(mid)
             wait = max(min(next_read - now, deadline - now), 0.0)
-            batch = live.since(seen, wait) if live is not None else time.sleep(wait) or []
+            if live is not None:
+                batch = live.since(seen, wait)
+            else:                   # not (yet) run here: only the stored state can tell
+                time.sleep(wait)
+                batch = []
             end = None
             if time.monotonic() >= next_read:
                 next_read = time.monotonic() + poll
@@ -515,6 +524,7 @@ class Kernel:
         if fence is None:
             return
         s = self.stream(mid)
+        s.reopen()                  # it may have run here before, and stopped
         with self._lock:
             self.running.add(mid)
         try:

@@ -134,6 +134,8 @@ def _process_started(pid):
 def storage_now(root) -> float:
     """Seconds since the epoch by the storage's clock: the newest transaction id this
     connection sees."""
+    # the connection's own storage view: RelStorage refreshes it per transaction, while
+    # the DB-level storage it was opened from may not have polled for a long time
     return TimeStamp(root._p_jar._storage.lastTransaction()).timeTime()
 
 
