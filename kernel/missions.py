@@ -6,7 +6,7 @@ is the prompt of the state it is in. ``root['missions']`` maps id -> mission;
 ``root['queue']`` maps a time-ordered key -> mission id. Enqueueing inserts a
 fresh key and completing deletes one; with the queue's permanent head key
 (``QUEUE_HEAD``) BTrees resolve such concurrent changes, so consoles, the
-HTTP API, the heartbeat and the workers never conflict over the queue.
+HTTP API, the heartbeat and the runners never conflict over the queue.
 
 A mission leaves the queue only in the transaction that completes it (or
 records its failure). A runner killed mid-mission therefore leaves it queued;
@@ -17,11 +17,10 @@ import time
 
 from persistent.list import PersistentList
 
+from image.errors import ImageError
 from image.keys import new_key
 from mindhost.minds import MINDS
 from prototypes import UvmObject
-
-from image.errors import ImageError
 
 from .runners import EXPIRY, Judge
 
