@@ -65,7 +65,7 @@ TOML
   line=$("$py" - "$scratch/$name.sqlite" "$m" <<'PY'
 import sqlite3, sys
 db = sqlite3.connect(sys.argv[1])
-rows = db.execute("select test_outcome, count(*) from work_results where worker_outcome "
+rows = db.execute("select test_outcome, count(*) from work_results where lower(worker_outcome) "
                   "!= 'skipped' group by test_outcome").fetchall()
 c = {str(k).lower(): v for k, v in rows}
 killed, survived, incompetent = c.get("killed", 0), c.get("survived", 0), c.get("incompetent", 0)
