@@ -13,7 +13,6 @@ import hashlib
 import json
 import os
 import shutil
-import struct
 from collections import Counter
 from pathlib import Path
 
@@ -22,7 +21,6 @@ from image.files import copy_hashed, sha256_file, write_json_atomic
 
 MANIFEST = "batos-manifest.json"
 MODELS_KEY = "models"
-WEIGHT_SUFFIXES = (".safetensors",)
 _DTYPE_BITS = {"F64": 64, "F32": 32, "F16": 16, "BF16": 16, "I64": 64, "I32": 32, "I16": 16,
                "I8": 8, "U8": 8, "BOOL": 8, "F8_E4M3": 8, "F8_E5M2": 8, "U32": 32}
 
@@ -43,20 +41,6 @@ def default_store(loc) -> Path:
     return loc.path / "models"
 
 
-def safetensors_header(path) -> dict:
-    """The JSON header of a .safetensors file (tensor name -> dtype, shape, offsets)."""
-    try:
-        with open(path, "rb") as f:
-            (n,) = struct.unpack("<Q", f.read(8))
-            if n > 100_000_000:
-                raise ValueError(f"header length {n} is not plausible")
-            header = json.loads(f.read(n))
-    except (OSError, struct.error, ValueError) as e:
-        raise ModelStoreError(f"{path} is not a readable safetensors file ({e})") from e
-    header.pop("__metadata__", None)
-    return header
-
-
 def describe(folder) -> dict:
     """Check a Hugging Face model folder and read what the store records about it."""
     folder = Path(folder)
@@ -70,12 +54,17 @@ def describe(folder) -> dict:
         raise ModelStoreError(f"{folder} has no config.json: not a Hugging Face model folder") from None
     except (OSError, ValueError) as e:
         raise ModelStoreError(f"{cfg_path} is not valid JSON ({e})") from e
-    weights = sorted(p for p in folder.rglob("*") if p.suffix in WEIGHT_SUFFIXES)
-    if not weights:
-        raise ModelStoreError(f"{folder} has no *.safetensors weights (convert .bin/.gguf first)")
+    from .tensors import NoWeights, TensorFileError, read_header, weight_files
+    try:
+        headers = [read_header(w) for w in weight_files(folder)]
+    except NoWeights:
+        raise ModelStoreError(f"{folder} has no *.safetensors weights (convert .bin/.gguf "
+                              "first)") from None
+    except TensorFileError as e:
+        raise ModelStoreError(str(e)) from None
     params, dtypes = 0, Counter()
-    for w in weights:
-        for name, t in safetensors_header(w).items():
+    for header in headers:
+        for name, t in header.items():
             count = 1
             for dim in t["shape"]:
                 count *= dim

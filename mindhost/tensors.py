@@ -41,6 +41,10 @@ class TensorFileError(ValueError):
     """A model folder whose safetensors cannot be read."""
 
 
+class NoWeights(TensorFileError):
+    """A folder with no safetensors weights at all."""
+
+
 def read_header(path, with_start=False):
     """A safetensors file's header: ``{name: {dtype, shape, data_offsets}}`` (no data read);
     with ``with_start``, also the file offset where the data begins."""
@@ -64,19 +68,52 @@ def read_header(path, with_start=False):
     return (header, 8 + n) if with_start else header
 
 
+def weight_files(folder) -> list:
+    """The safetensors files that hold the model in ``folder``, as transformers picks them:
+    the shards ``model.safetensors.index.json`` names (each must exist), else
+    ``model.safetensors``, else the other ``*.safetensors`` but Mistral's
+    ``consolidated*.safetensors`` (its own format, shipped beside the Hugging Face shards:
+    the same weights again under other names)."""
+    folder = Path(folder)
+    index = folder / INDEX
+    if index.exists():
+        try:
+            files = sorted({folder / f for f in json.loads(index.read_text())["weight_map"].values()})
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+            raise TensorFileError(f"{index} is not a readable shard index ({e}); re-import "
+                                  "the model") from None
+        missing = [f.name for f in files if not f.exists()]
+        if missing:
+            raise TensorFileError(f"{index} names {missing[0]}, which {folder} lacks; "
+                                  "re-import the model")
+        return files
+    if (folder / "model.safetensors").exists():
+        return [folder / "model.safetensors"]
+    files = sorted(f for f in folder.glob("*.safetensors")
+                   if not f.name.startswith("consolidated"))
+    if not files:
+        if any(folder.glob("consolidated*.safetensors")):
+            raise TensorFileError(
+                f"{folder} holds only consolidated*.safetensors, Mistral's own format; use "
+                "the repository's Hugging Face shards (model-*.safetensors with "
+                "config.json)")
+        raise NoWeights(f"{folder} holds no .safetensors file")
+    return files
+
+
 class Shards:
     """The tensors of a model folder, by name, opened one at a time."""
 
     def __init__(self, folder):
         self._open = {}
         self.folder = Path(folder)
-        files = sorted(self.folder.glob("*.safetensors"))
-        if not files:
-            raise TensorFileError(f"{self.folder} holds no .safetensors file")
         self.where, self.info, self.start = {}, {}, {}
-        for f in files:
+        for f in weight_files(self.folder):
             header, self.start[f] = read_header(f, with_start=True)
             for name, meta in header.items():
+                if name in self.where:      # never let one file silently override another
+                    raise TensorFileError(f"tensor {name} is in both {self.where[name].name} "
+                                          f"and {f.name} in {self.folder}; keep one copy")
                 self.where[name], self.info[name] = f, meta
 
     def names(self):

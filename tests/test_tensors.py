@@ -47,3 +47,53 @@ def test_a_truncated_or_foreign_file_is_a_clear_error(tmp_path):
         read_header(tmp_path / "model.safetensors")
     with pytest.raises(TensorFileError, match="holds no .safetensors"):
         Shards(tmp_path / "nothing")
+
+
+def _shards(folder, tensors, shard_bytes=10_000):
+    writer = ShardWriter(folder, [(k, v.dtype, v.shape) for k, v in tensors.items()],
+                         shard_bytes=shard_bytes)
+    for k, v in tensors.items():
+        writer.write(k, v)
+    writer.close()
+
+
+def test_the_reader_takes_the_files_transformers_would(tmp_path):
+    """Mistral's repositories ship consolidated*.safetensors (the same weights under other
+    names, or here the same names with other values) beside the Hugging Face shards: the
+    index decides, and a name in two files is an error, never a silent override."""
+    from safetensors.torch import save_file
+
+    from mindhost.store import describe
+    from mindhost.tensors import weight_files
+    want = {f"model.layers.{i}.weight": torch.full((64, 32), float(i)).half() for i in range(4)}
+    _shards(tmp_path, want)
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "llama"}))
+    save_file({k: torch.zeros_like(v) for k, v in want.items()},
+              tmp_path / "consolidated.safetensors")
+    assert all(f.name.startswith("model-") for f in weight_files(tmp_path))
+    with Shards(tmp_path) as shards:
+        assert torch.equal(shards.get("model.layers.3.weight"), want["model.layers.3.weight"])
+    assert describe(tmp_path)["params"] == 4 * 64 * 32          # counted once
+    # without the index: the shards still, never the consolidated file
+    (tmp_path / "model.safetensors.index.json").unlink()
+    assert all(f.name.startswith("model-") for f in weight_files(tmp_path))
+    # two files holding one name: refused, naming both
+    save_file({"model.layers.0.weight": want["model.layers.0.weight"]},
+              tmp_path / "extra.safetensors")
+    with pytest.raises(TensorFileError, match="model.layers.0.weight is in both"):
+        Shards(tmp_path)
+
+
+def test_an_index_naming_a_missing_shard_or_only_consolidated_weights_are_clear_errors(
+        tmp_path):
+    from safetensors.torch import save_file
+
+    from mindhost.tensors import weight_files
+    _shards(tmp_path / "a", {f"w{i}": torch.ones(64, 32).half() for i in range(4)})
+    next((tmp_path / "a").glob("model-00002-*.safetensors")).unlink()
+    with pytest.raises(TensorFileError, match="names model-00002.* which .* lacks"):
+        Shards(tmp_path / "a")
+    (tmp_path / "b").mkdir()
+    save_file({"w": torch.ones(2)}, tmp_path / "b" / "consolidated.safetensors")
+    with pytest.raises(TensorFileError, match="Mistral's own format"):
+        weight_files(tmp_path / "b")

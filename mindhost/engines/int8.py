@@ -146,8 +146,12 @@ def _read_config(folder):
 
 def _state_dict(folder):
     from safetensors.torch import load_file
+
+    from ..tensors import Shards
+    with Shards(folder) as shards:      # which files, and no name in two of them
+        files = sorted(set(shards.where.values()))
     tensors = {}
-    for f in sorted(Path(folder).glob("*.safetensors")):
+    for f in files:
         tensors.update(load_file(f))
     return tensors
 
