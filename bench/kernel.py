@@ -8,8 +8,9 @@
    run. The overhead ratio is the median of the first over the median of the
    second; the kernel's own record of its generation time splits the rest.
 2. Mission throughput with 1 and with 4 concurrent clients, for the kernel
-   alone and then with a `batos kernel --runner` beside it (same image,
-   same machine: on a 2-core box they share the cores).
+   alone and then with a `batos kernel --runner` beside it (same image, same
+   machine: the two processes share the cores, so give each its share of
+   them, e.g. OMP_NUM_THREADS=1 on a 2-core box; docs/kernel.md has both).
 3. The claim protocol's cost per mission (kernel/runners.py): a claim commit
    plus the fenced cycle, against the same cycle unclaimed, on a FileStorage
    image in this process with a scripted engine, so that commits are all
@@ -161,11 +162,12 @@ def main(argv=None):
 
 
 def start_runner(folder, env):
-    """A `batos kernel --runner` on the kernel's image; (process, runner id)."""
+    """A `batos kernel --runner` on the kernel's image, its model loaded before it says it is
+    ready (--minds); (process, runner id)."""
     import subprocess
-    p = subprocess.Popen([sys.executable, "-m", "batos", "kernel", "--runner", "--image",
-                          str(folder)], env=env, cwd=HERE.parent, stdout=subprocess.PIPE,
-                         stderr=subprocess.DEVNULL, text=True)
+    p = subprocess.Popen([sys.executable, "-m", "batos", "kernel", "--runner", "--minds", MIND,
+                          "--image", str(folder)], env=env, cwd=HERE.parent,
+                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     line = p.stdout.readline()
     if not line.startswith("runner ready"):
         p.kill()
