@@ -12,7 +12,6 @@ runs through the PSM on a mission thread. ``stop()`` lets in-flight missions
 finish within a grace period, then abandons them (their transactions abort
 and they stay queued), so nothing is ever half-written.
 """
-import concurrent.futures
 import logging
 import os
 import queue
@@ -27,121 +26,18 @@ from mindhost.pool import ModelPool
 from prototypes import settings as st
 
 from . import missions as ms
-from . import runners
+from . import runners, streams
 from .options import KernelOptions, options
 from .psm import Cancelled, CycleFailed, Services, run_mission
+from .scheduling import Job, MainThread
+from .streams import STREAM_KEEP, Stream
 from .tools import rss_bytes
 
 log = logging.getLogger("batos.kernel")
-STREAM_KEEP = 120.0          # seconds a finished mission's event stream stays for late readers
 
 
 class KernelRunning(ImageError):
     """Another kernel already serves this image."""
-
-
-class Stream:
-    """A mission's events (state, routed, token, done, failed, cancelled), for any reader."""
-
-    END = ("done", "failed", "cancelled")
-
-    def __init__(self):
-        self.events, self.ended = [], None
-        self.cond = threading.Condition()
-
-    def push(self, kind, data):
-        with self.cond:
-            self.events.append((kind, data))
-            if kind in self.END:
-                self.ended = time.monotonic()
-            self.cond.notify_all()
-
-    def reopen(self):
-        """A new run of the mission here: its stream is live again (events are kept)."""
-        with self.cond:
-            self.ended = None
-
-    def since(self, i, wait):
-        """The events from index ``i`` on, waiting up to ``wait`` seconds for one."""
-        with self.cond:
-            if i >= len(self.events) and wait > 0:
-                self.cond.wait(wait)
-            return list(self.events[i:])
-
-    def follow(self, timeout=None):
-        """Yield events from the first; stop after an end event (or on timeout)."""
-        i, deadline = 0, None if timeout is None else time.monotonic() + timeout
-        while True:
-            with self.cond:
-                while i >= len(self.events):
-                    left = None if deadline is None else deadline - time.monotonic()
-                    if left is not None and left <= 0:
-                        return
-                    self.cond.wait(left if left is not None else 1.0)
-                batch = self.events[i:]
-            i += len(batch)
-            for kind, data in batch:
-                yield kind, data
-                if kind in self.END:
-                    return
-
-
-class MainThread:
-    """Runs model work on the main thread for the mission threads.
-
-    Measured on the bundled model: a model loaded or run on another thread
-    generates up to 1.9x slower than on the main thread (torch's int8 matmul
-    above all), so loading and inference both go here.
-    """
-
-    def __init__(self):
-        self.calls = queue.Queue()
-
-    def call(self, fn):
-        if threading.current_thread() is threading.main_thread():
-            return fn()
-        fut = concurrent.futures.Future()
-        self.calls.put((fn, fut))
-        return fut.result()
-
-    def serve(self, until, tick=0.2):
-        """Run calls until ``until()`` is true (checked at least every ``tick`` s)."""
-        while not until():
-            try:
-                fn, fut = self.calls.get(timeout=tick)
-            except queue.Empty:
-                continue
-            if fut.set_running_or_notify_cancel():
-                try:
-                    fut.set_result(fn())
-                except BaseException as e:  # noqa: BLE001 - the asking thread re-raises it
-                    fut.set_exception(e)
-
-
-class Job:
-    """A scheduled job: every N seconds, or daily at HH:MM local time."""
-
-    def __init__(self, name, fn, every=None, at=None):
-        if (every is None) == (at is None):
-            raise ValueError("a job runs either every N seconds or daily at HH:MM")
-        self.name, self.fn, self.every, self.at = name, fn, every, at
-        self.next = self._next(time.time())
-
-    def _next(self, now):
-        if self.every is not None:
-            return now + self.every
-        if self.at == "now":            # once, right away
-            return now if not hasattr(self, "next") else float("inf")
-        h, m = map(int, self.at.split(":"))
-        t = time.localtime(now)
-        due = time.mktime((t.tm_year, t.tm_mon, t.tm_mday, h, m, 0, 0, 0, -1))
-        return due if due > now else due + 86400
-
-    def due(self, now):
-        if now >= self.next:
-            self.next = self._next(now)
-            return True
-        return False
 
 
 class Kernel:
@@ -368,50 +264,9 @@ class Kernel:
             return s
 
     def follow(self, mid, timeout, poll=None):
-        """A mission's events, whichever runner runs it: this runner's live stream while it
-        runs the mission here, and the mission's stored state (read every ``poll`` seconds)
-        for its end. A mission another runner completes streams its stored answer (what
-        this runner did not stream of it) before its end. Stops at the end, or after
-        ``timeout`` seconds with nothing more."""
-        poll = self.poll if poll is None else poll
-        deadline, seen, said, next_read = time.monotonic() + timeout, 0, "", 0.0
-        while True:
-            now = time.monotonic()
-            if now >= deadline:
-                return
-            live = self.streams.get(mid)
-            wait = max(min(next_read - now, deadline - now), 0.0)
-            if live is not None:
-                batch = live.since(seen, wait)
-            else:                   # not (yet) run here: only the stored state can tell
-                time.sleep(wait)
-                batch = []
-            end = None
-            if time.monotonic() >= next_read:
-                next_read = time.monotonic() + poll
-                end = self._stored_end(mid)
-                if end is not None and live is not None:
-                    batch = live.since(seen, 0)     # its tokens came before its commit
-            for kind, data in batch:
-                seen += 1
-                if kind in ("done", "failed"):
-                    yield kind, data
-                    return
-                if kind == "token":
-                    said += data
-                if kind != "cancelled":         # stopped here: another runner takes it over
-                    yield kind, data
-            if end is not None:
-                if end[0] == "done":
-                    answer = end[1]["answer"] or ""
-                    rest = answer[len(said):] if answer.startswith(said) else answer
-                    if rest:
-                        yield "token", rest
-                yield end
-                return
-            if self.stopping.is_set() and (live is None or live.ended is not None):
-                yield "stopped", "this kernel stopped before the mission ended; ask again"
-                return
+        """A mission's events, whichever runner runs it (streams.follow)."""
+        return streams.follow(lambda: self.streams.get(mid), lambda: self._stored_end(mid),
+                              timeout, self.poll if poll is None else poll, self.stopping)
 
     def _stored_end(self, mid):
         """``("done", summary)`` or ``("failed", reason)`` once the image says the mission
@@ -494,7 +349,8 @@ class Kernel:
     def _forget_old_streams(self):
         now = time.monotonic()
         with self._lock:
-            for mid in [m for m, s in self.streams.items() if s.ended and now - s.ended > STREAM_KEEP]:
+            for mid in [m for m, s in self.streams.items()
+                        if s.ended and now - s.ended > STREAM_KEEP]:
                 del self.streams[mid]
 
     def _mission_thread(self):

@@ -267,7 +267,7 @@ def test_api_token_is_private_and_refused_when_others_can_read_it(tmp_path):
 def test_scheduled_jobs_run_every_n_seconds_or_daily_at_a_time():
     import time as _time
 
-    from kernel.kernel import Job
+    from kernel.scheduling import Job
     every = Job("beat", print, every=5)
     now = _time.time()
     assert not every.due(now) and every.due(now + 5) and not every.due(now + 6)
