@@ -351,3 +351,75 @@ def test_cli_kernel_and_worker_on_a_postgresql_image(tmp_path, postgres):
                 assert p.wait(60) == 0, p.stderr.read()[-2000:]
     info = json.loads(run_batos("info", "--json", "--image", url, env=env, check=True).stdout)
     assert info["runners"] == []                   # both left on their way out
+
+
+def test_the_machine_id_is_stable_and_falls_back_to_one_made_once(tmp_path, monkeypatch):
+    ours = runners.machine_id()
+    assert ours == runners.machine_id() and len(ours) == 16
+    int(ours, 16)
+    # no OS machine id: one is made once in the state folder, and the first writer wins
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    made = runners._state_id()
+    assert (tmp_path / "batos" / "machine-id").read_text() == made and len(made) == 32
+    assert runners._state_id() == made
+    assert list((tmp_path / "batos").iterdir()) == [tmp_path / "batos" / "machine-id"]
+    real = runners.Path
+
+    class NoMachineId(type(real())):
+        def read_text(self, *a, **kw):
+            if str(self) in ("/etc/machine-id", "/var/lib/dbus/machine-id"):
+                raise OSError("none here")
+            return super().read_text(*a, **kw)
+    monkeypatch.setattr(runners, "Path", NoMachineId)
+    runners.machine_id.cache_clear()
+    try:
+        other = runners.machine_id()
+        assert other != ours and other == runners.machine_id()
+    finally:
+        runners.machine_id.cache_clear()
+
+
+def test_a_reused_pid_on_this_machine_is_not_its_old_runner(mem_image):
+    """Same machine, same pid, another process (its start time differs): lapsed."""
+    import os
+    me = runners.new_id()
+    with mem_image.transaction() as conn:
+        root = conn.root()
+        rec = runners.beat(root, me, role="kernel")
+        assert rec["pid"] == os.getpid() and rec["machine"] == runners.machine_id()
+        old = runners.beat(root, f"{me.split(':')[0]}:{os.getpid()}:1:old", role="runner")
+        old["process_started"] = rec["process_started"] - 3600
+    with mem_image.view() as root:
+        judge = runners.Judge(root)
+        assert judge.alive(me) and not judge.alive(old["id"])
+
+
+def test_rows_show_silence_and_forget_drops_only_the_long_silent(mem_image, storage_clock):
+    with mem_image.transaction() as conn:
+        _elsewhere(conn.root(), "b:1:1:a", role="runner")
+    storage_clock(100)
+    with mem_image.transaction() as conn:
+        _elsewhere(conn.root(), "a:1:1:a", role="kernel")
+    with mem_image.view() as root:
+        rows = runners.rows(root)
+        assert [(r["id"], r["alive"]) for r in rows] == [("a:1:1:a", True), ("b:1:1:a", False)]
+        assert rows[0]["silent_s"] < 5 and 95 < rows[1]["silent_s"] < 110
+    with mem_image.transaction() as conn:
+        runners.Judge(conn.root()).forget_gone(keep=50)
+    with mem_image.view() as root:
+        assert list(root["runners"]) == ["a:1:1:a"]
+
+
+def test_served_only_where_runners_share_the_image_and_one_is_alive(mem_image, tmp_path):
+    with mem_image.transaction() as conn:
+        runners.beat(conn.root(), runners.new_id(), role="kernel")
+    assert not runners.served(mem_image)             # memory: nobody else can take it
+
+    class Shared:
+        location = type("L", (), {"shared": True})()
+        view = mem_image.view
+    assert runners.served(Shared())
+    with mem_image.transaction() as conn:
+        for rid in list(conn.root()["runners"]):
+            runners.leave(conn.root(), rid)
+    assert not runners.served(Shared())
