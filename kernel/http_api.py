@@ -20,7 +20,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from image.errors import ImageError
 from mindhost import minds
 
-from . import missions as ms
 from .logs import jsonable
 
 log = logging.getLogger("batos.http")
