@@ -1,46 +1,65 @@
-"""An isolated worker process: runs untrusted methods, with the OS holding the limits.
+"""An isolated worker: a clean process that forks one process per untrusted call.
 
 Started by ``guardians.workers`` as ``python -m guardians.worker``. It holds
 no connection to the image and opens no files once started: everything a
 method reads or writes goes over its pipe to the host, which owns the
-transaction and checks every write. Before each call it sets its own
-address-space limit (memory the call may add) and CPU-time limit; the host
-kills it at the wall-clock deadline. After each call it closes the call's
-session, collects garbage (finalizers run now, and every stand-in they could
-reach refuses), and says ``ready``.
+transaction and checks every write.
+
+The worker itself (the *zygote*) never reads a call and never runs method
+code. It forks the process for the next call ahead of time; that child
+enters the second wall (``guardians.wall``: another user, Landlock, seccomp)
+while it waits, reads one call from the pipe, sets the call's hard limits
+(address space, CPU time), runs it, answers and exits without running a
+finalizer. So every call starts from the same clean state (no defaults,
+globals, suspended generators or memory left by an earlier call), and
+whatever a call leaves behind dies with its process. The zygote reaps the
+child, forks the next, and only then says ``ready`` on a control pipe that no
+child holds: an answer on the data pipe can never pass for the zygote's word.
 """
-import copy
 import gc
 import os
 import random
 import resource
+import select
 import signal
 import sys
-import types
+import time
 
-from . import modules, wire
+from . import modules, wall, wire
 from .remote import Session
 from .sandbox import compile_method, unrename
 
-_compiled = {}          # (source, name) -> function; a worker runs many calls
-_MARGIN = 0.05          # of the ceiling: address space for the worker's own bookkeeping in a call
+_compiled = {}          # (source, name) -> function, compiled in the zygote, run only in children
+_MARGIN = 0.05          # of the ceiling: address space for the child's own bookkeeping in a call
+CLOSED = 75             # a child's exit status: the host closed the pipe (or said exit)
+BYPASS = "bypass_"      # tests only (BATOS_TEST_BYPASS=1): methods so named run as plain Python
 
 
 def compiled(source, name):
-    """A fresh function for ``source`` (compiled once): no call sees another's default values."""
+    """The function for ``source``; each call's process gets its own copy of it by forking."""
     fn = _compiled.get((source, name))
     if fn is None:
         if len(_compiled) > 512:
             _compiled.clear()
-        fn = _compiled[(source, name)] = compile_method(source, name, metered=False)
-    fresh = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__,
-                               copy.deepcopy(fn.__defaults__), fn.__closure__)
-    fresh.__kwdefaults__ = copy.deepcopy(fn.__kwdefaults__)
-    fresh.renamed = fn.renamed
-    return fresh
+        if name.startswith(BYPASS) and os.environ.get("BATOS_TEST_BYPASS") == "1":
+            fn = _plain(source, name)
+        else:
+            fn = compile_method(source, name, metered=False)
+        _compiled[(source, name)] = fn
+    return fn
 
 
-_statm = None          # /proc/self/statm, opened once before the file limit is lowered
+def _plain(source, name):
+    """A stand-in for a RestrictedPython bypass: the method as unrestricted Python."""
+    ns = {"__builtins__": __builtins__}
+    exec(compile(source, f"<bypass {name}>", "exec"), ns)       # noqa: S102 - tests only
+    fn = ns[name]
+    fn.renamed = {}
+    return fn
+
+
+_statm = None          # /proc/self/statm, opened once before the wall closes files
+_nofile = 64
 
 
 def vm_bytes():
@@ -51,19 +70,9 @@ def vm_bytes():
         return None
 
 
-def _set(limit, soft):
-    _, hard = resource.getrlimit(limit)
-    if hard != resource.RLIM_INFINITY and (soft == resource.RLIM_INFINITY or soft > hard):
-        soft = hard
-    try:
-        resource.setrlimit(limit, (soft, hard))
-    except (ValueError, OSError):
-        pass        # a platform that does not enforce it (RLIMIT_AS on macOS): the host watches
-
-
 def prepare():
-    """Once, at start: nothing to inherit, nothing to open, nothing to spawn."""
-    global _statm
+    """Once, at start: load what calls may import, open what they may read, probe the wall."""
+    global _statm, _nofile
     signal.signal(signal.SIGINT, signal.SIG_IGN)     # the host's Ctrl-C is the host's
     modules.preload()
     try:
@@ -71,29 +80,64 @@ def prepare():
     except OSError:
         _statm = None
     highest = max(int(fd) for fd in os.listdir("/dev/fd")) if os.path.isdir("/dev/fd") else 64
-    for limit, value in ((resource.RLIMIT_CORE, 0), (resource.RLIMIT_FSIZE, 0),
-                         (getattr(resource, "RLIMIT_NPROC", None), 0),
-                         (resource.RLIMIT_NOFILE, highest + 1)):
-        if limit is not None:
-            _set(limit, value)
+    _nofile = highest + 1
     sys.setrecursionlimit(2000)
+    wall.build()            # the filters, assembled once: each call's process only installs them
     gc.collect()
-    gc.freeze()         # what the worker started with is never garbage: later collections skip it
+    gc.freeze()         # what the worker started with is never garbage: children skip it
+    return wall.probe(_nofile)
 
 
-def run_call(chan, msg):
+def child(chan, rules, go):
+    """The forked process for one call: wall, its turn, call, answer, exit. Never returns."""
+    try:
+        if os.environ.get("BATOS_BENCH_NO_WALL") != "1":
+            wall.enter(_nofile, required=rules)
+        random.seed()           # not the zygote's random state, shared by every child
+    except BaseException as e:  # noqa: BLE001 - behind less wall than reported: run nothing
+        _wait_turn(go)
+        _refuse(chan, f"the call's process could not enter the wall ({_text(e)}); nothing ran")
+    _wait_turn(go)
+    try:
+        msg = chan.recv()
+    except wire.Closed:
+        os._exit(CLOSED)        # the host is gone: so is the worker
+    except BaseException:       # noqa: BLE001 - not a frame from the host: nothing to answer
+        os._exit(72)
+    if not isinstance(msg, dict) or msg.get("op") != "call":
+        os._exit(CLOSED if isinstance(msg, dict) and msg.get("op") == "exit" else 72)
+    try:
+        limits = msg.get("limits") or {}
+        memory = int(float(limits.get("memory_mb", 64)) * 2**20)
+        base = vm_bytes()
+        ceiling = None if base is None else base + int(memory * (1 + _MARGIN))
+        wall.call_limits(ceiling, float(limits.get("seconds", 2.0)))
+    except BaseException as e:  # noqa: BLE001
+        _refuse(chan, f"the call's limits could not be set ({_text(e)}); nothing ran")
+    code = 0
+    try:
+        run_call(chan, msg, ceiling)
+    except BaseException:       # noqa: BLE001 - run_call answers; this is a send that failed
+        code = 70
+    os._exit(code)              # no finalizer of the call's objects runs, ever
+
+
+def _wait_turn(go):
+    if os.read(go, 1) != b"g":
+        os._exit(CLOSED)        # the worker is gone: so is its standby
+
+
+def _refuse(chan, message):
+    try:
+        chan.send({"op": "fail", "type": "SandboxError", "kind": "wall", "message": message})
+    finally:
+        os._exit(71)
+
+
+def run_call(chan, msg, ceiling):
     limits = msg.get("limits") or {}
     memory = int(float(limits.get("memory_mb", 64)) * 2**20)
     output = int(float(limits.get("output_kb", 1024)) * 2**10)
-    seconds = float(limits.get("seconds", 2.0))
-    base = vm_bytes()
-    ceiling = None
-    if base is not None:
-        ceiling = base + int(memory * (1 + _MARGIN))
-        _set(resource.RLIMIT_AS, ceiling)
-    used = resource.getrusage(resource.RUSAGE_SELF)
-    _set(resource.RLIMIT_CPU, int(used.ru_utime + used.ru_stime + seconds) + 2)
-    random.seed()           # nothing of the last call's random state
     session = Session(chan, compiled)
     fn = None
     try:
@@ -143,31 +187,60 @@ def _text(e):
     return text[:2000]
 
 
+def learned(learn):
+    """Compile what the host said calls will run (its sources only: compiling runs nothing)."""
+    while learn.buf or select.select([learn.rfd], [], [], 0)[0]:
+        try:
+            msg = learn.recv(deadline=time.monotonic() + 0.05, limit=1 << 22)
+        except (wire.WireError, BlockingIOError):
+            return
+        if isinstance(msg, dict) and msg.get("op") == "learn":
+            try:
+                compiled(str(msg["src"]), str(msg["name"]))
+            except Exception:       # noqa: BLE001 - a call's own process reports why
+                pass
+
+
+def spawn(chan, ctl, learn, rules):
+    """Fork the process for a later call: it enters the wall and waits for its turn."""
+    go_r, go_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        for fd in (ctl.wfd, learn.rfd, go_w):
+            os.close(fd)
+        child(chan, rules, go_r)
+    os.close(go_r)
+    return pid, go_w
+
+
 def main():
     rfd, wfd = os.dup(0), os.dup(1)
+    ctl = wire.Channel(None, int(os.environ["BATOS_WORKER_CTL"]))
     devnull = os.open(os.devnull, os.O_RDWR)
     os.dup2(devnull, 0)
     os.dup2(devnull, 1)      # a stray print must not corrupt the protocol
     chan = wire.Channel(rfd, wfd)
-    prepare()
-    chan.send({"op": "ready", "pid": os.getpid()})
+    learn = wire.Channel(int(os.environ["BATOS_WORKER_LEARN"]), None)
+    os.set_blocking(learn.rfd, False)
+    rules = prepare()
+    if os.environ.get("BATOS_BENCH_NO_WALL") == "1":
+        rules = set()
+    hello = {"op": "ready", "pid": os.getpid(), "wall": sorted(rules)}
+    standby = spawn(chan, ctl, learn, rules)
     while True:
-        try:
-            msg = chan.recv()
-        except wire.Closed:
+        # one process at a time reads the pipe: the standby starts only once the last is gone
+        pid, go = standby
+        os.write(go, b"g")
+        os.close(go)
+        ctl.send(hello)
+        learned(learn)
+        standby = spawn(chan, ctl, learn, rules)     # entering the wall while this call runs
+        _, status = os.waitpid(pid, 0)
+        if os.WIFEXITED(status) and os.WEXITSTATUS(status) == CLOSED:
             return 0
-        op = msg.get("op")
-        if op == "call":
-            try:
-                run_call(chan, msg)
-            except MemoryError:
-                chan.send({"op": "fail", "type": "LimitExceeded", "kind": "memory",
-                           "message": "the call allocated more than its ceiling"})
-            _set(resource.RLIMIT_AS, resource.RLIM_INFINITY)
-            gc.collect()        # finalizers of the call's leftovers run now, and are refused
-            chan.send({"op": "ready"})
-        elif op == "exit":
-            return 0
+        if select.select([rfd], [], [], 0)[0]:
+            return 4            # words on the pipe that no live process will read: start afresh
+        hello = {"op": "ready", "status": status}
 
 
 if __name__ == "__main__":

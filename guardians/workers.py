@@ -13,13 +13,20 @@ cannot be trusted to:
   memory and kills it past the ceiling;
 - **crashes**: a worker that dies (a segfault, SIGXCPU) fails the call with
   ``LimitExceeded("crash")`` and is replaced; the host is untouched;
-- **size**: a message bigger than the call's ceilings is refused.
+- **size**: a message bigger than the call's ceilings is refused;
+- **the pipe is hostile**: a frame that is not a request the broker knows, or
+  the answer, kills the worker and fails the call; so does anything on the data
+  pipe between a call's answer and the next call.
 
-A worker whose call ended is reused only after it said ``ready`` (its
-leftovers collected); one that does not say so in time is killed.
+Each call runs in a fresh child of the worker, behind the second wall
+(``guardians.worker``, ``guardians.wall``); the process that ran a call is never
+reused. The worker says ``ready`` on a control pipe that no child holds, only
+after it reaped the call's child; a worker stopped mid-call (a limit, a crash,
+the host's Ctrl-C) is killed with its whole process group and replaced.
 """
 import logging
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -42,27 +49,51 @@ class WorkerError(RuntimeError):
     """A worker could not be started."""
 
 
-class Worker:
-    """One worker process and its pipe."""
+class Hostile(wire.WireError):
+    """A worker sent what the protocol does not allow at that point."""
 
-    def __init__(self):
+
+class Worker:
+    """One worker process, its data pipe and its control pipe."""
+
+    def __init__(self, bypass=False, wall=True):
         root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        ctl_r, ctl_w = os.pipe()
+        learn_r, learn_w = os.pipe()
+        env = {k: v for k, v in os.environ.items()
+               if k not in ("BATOS_TEST_BYPASS", "BATOS_BENCH_NO_WALL")}
+        env.update(PYTHONPATH=os.pathsep.join(
             [root] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]),
-            PYTHONDONTWRITEBYTECODE="1")
+            PYTHONDONTWRITEBYTECODE="1", BATOS_WORKER_CTL=str(ctl_w),
+            BATOS_WORKER_LEARN=str(learn_r))
+        if bypass:          # tests of the second wall only: see guardians.worker.BYPASS
+            env["BATOS_TEST_BYPASS"] = "1"
+        if not wall:        # bench/methods.py's baseline only: the same worker, no wall
+            env["BATOS_BENCH_NO_WALL"] = "1"
         try:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "guardians.worker"], stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, close_fds=True,
-                start_new_session=True, env=env, cwd=root)
+                pass_fds=(ctl_w, learn_r), start_new_session=True, env=env, cwd=root)
         except OSError as e:
+            os.close(ctl_r)
+            os.close(learn_w)
             raise WorkerError(f"cannot start a worker process for an untrusted method: {e}") from e
+        finally:
+            os.close(ctl_w)
+            os.close(learn_r)
+        os.set_blocking(learn_w, False)
+        self.learn = wire.Channel(None, learn_w)
+        self.learned = set()
         os.set_blocking(self.proc.stdin.fileno(), False)    # sends keep to the call's deadline
         self.chan = wire.Channel(self.proc.stdout.fileno(), self.proc.stdin.fileno())
+        self.ctl = wire.Channel(ctl_r, None)
         self.ready = False
         self.calls = 0
+        self.wall = set()
         try:
-            self.wait_ready(time.monotonic() + START_WAIT)
+            hello = self.wait_ready(time.monotonic() + START_WAIT)
+            self.wall = set(hello.get("wall") or ())
             self.start_rss = self.rss() or 0
         except wire.WireError as e:
             self.kill()
@@ -75,19 +106,43 @@ class Worker:
         return self.proc.pid
 
     def wait_ready(self, deadline):
-        msg = self.chan.recv(deadline=deadline, limit=1 << 16)
-        if msg.get("op") != "ready":
-            raise wire.WireError(f"a worker said {msg.get('op')!r} where it should be ready")
+        """The worker's word that the last call's process is gone, and nothing it left."""
+        msg = self.ctl.recv(deadline=deadline, limit=1 << 12)
+        if not isinstance(msg, dict) or msg.get("op") != "ready":
+            raise Hostile(f"the worker's control pipe said {msg!r:.80} where it should be ready")
+        if self.chan.buf or select.select([self.chan.rfd], [], [], 0)[0]:
+            raise Hostile("a call's process left frames on the pipe after its answer")
         self.ready = True
+        return msg
+
+    def said_ready(self):
+        return bool(select.select([self.ctl.rfd], [], [], 0)[0])
+
+    def child_death(self):
+        """If the call's process has died (the worker said so), how; else None."""
+        if not select.select([self.ctl.rfd], [], [], 0)[0]:
+            return None
+        try:
+            msg = self.ctl.recv(deadline=time.monotonic() + 0.1, limit=1 << 12)
+        except wire.WireError:
+            return f"the worker itself ({self.death()})"
+        status = msg.get("status") if isinstance(msg, dict) else None
+        if not isinstance(status, int):
+            return "an unknown end"
+        if os.WIFSIGNALED(status):
+            return _signal_name(os.WTERMSIG(status))
+        return f"exit status {os.WEXITSTATUS(status)}"
 
     def alive(self):
         return self.proc.poll() is None
 
     def kill(self):
-        if self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except OSError:
+        # the whole group, even when the worker already exited: its call processes cannot
+        # leave the group (no setsid, setpgid), and the group id is not reused while they live
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except OSError:
+            if self.proc.poll() is None:
                 self.proc.kill()
         self.proc.wait()
         for f in (self.proc.stdin, self.proc.stdout):
@@ -95,38 +150,71 @@ class Worker:
                 f.close()
             except OSError:
                 pass
+        for fd in (self.ctl.rfd, self.learn.wfd):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+    def teach(self, source, name):
+        """Have the worker compile ``source`` for the calls after this one (compiling is
+        most of a fresh process's cost; the worker forks its children with it done)."""
+        if (source, name) in self.learned or len(self.learned) > 512:
+            return
+        try:
+            self.learn.send({"op": "learn", "src": source, "name": name}, time.monotonic())
+            self.learned.add((source, name))
+        except wire.WireError:
+            pass            # the pipe is full: the next call compiles it again
 
     def death(self):
         """How the worker died, in words."""
         code = self.proc.wait()
-        if code < 0:
-            try:
-                name = signal.Signals(-code).name
-            except ValueError:
-                name = f"signal {-code}"
-            return {"SIGSEGV": "a segmentation fault (SIGSEGV)", "SIGXCPU":
-                    "its CPU-time limit (SIGXCPU)", "SIGKILL": "SIGKILL"}.get(name, name)
-        return f"exit status {code}"
+        return _signal_name(-code) if code < 0 else f"exit status {code}"
 
-    def rss(self):
-        """Resident bytes of the worker (None when it cannot be read)."""
+    def rss(self, call=True):
+        """Resident bytes of the call's process (``call``; between calls, of the worker)."""
+        pid = self.pid
+        if call:
+            try:
+                with open(f"/proc/{pid}/task/{pid}/children", "rb") as f:
+                    kids = f.read().split()
+                pid = int(kids[0]) if kids else pid
+            except (OSError, ValueError):
+                try:
+                    import psutil
+                    kids = psutil.Process(pid).children()
+                    pid = kids[0].pid if kids else pid
+                except Exception:   # noqa: BLE001 - the worker's own size, then
+                    pass
         try:
-            with open(f"/proc/{self.pid}/statm", "rb") as f:
+            with open(f"/proc/{pid}/statm", "rb") as f:
                 return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
         except (OSError, ValueError, IndexError):
             pass
         try:
             import psutil
-            return psutil.Process(self.pid).memory_info().rss
+            return psutil.Process(pid).memory_info().rss
         except Exception:       # noqa: BLE001 - no way to look: RLIMIT_AS is the guard
             return None
+
+
+def _signal_name(number):
+    try:
+        name = signal.Signals(number).name
+    except ValueError:
+        name = f"signal {number}"
+    return {"SIGSEGV": "a segmentation fault (SIGSEGV)", "SIGXCPU":
+            "its CPU-time limit (SIGXCPU)", "SIGKILL": "SIGKILL"}.get(name, name)
 
 
 class Pool:
     """Idle workers, kept warm; any number run at once (one per calling thread)."""
 
-    def __init__(self, size=2):
+    def __init__(self, size=2, bypass=False, wall=True):
         self.size = size
+        self.bypass = bypass        # tests of the second wall only
+        self.wall = wall            # False: bench/methods.py's baseline only
         self.idle = []
         self.lock = threading.Lock()
         self.started = 0
@@ -134,16 +222,29 @@ class Pool:
 
     def acquire(self):
         while True:
-            with self.lock:
-                w = self.idle.pop() if self.idle else None
+            with self.lock:     # one that already said ready, else the last one back
+                w = next((c for c in self.idle if c.ready or c.said_ready()), None)
+                if w is not None:
+                    self.idle.remove(w)
+                elif self.idle:
+                    w = self.idle.pop()
             if w is None:
                 self.started += 1
-                return Worker()
+                if self.started == 1 and self.size > 1:
+                    # a second worker, so that calls in a row alternate: each worker's next
+                    # call process enters its wall while the other worker serves a call
+                    threading.Thread(target=self._spare, daemon=True).start()
+                return Worker(self.bypass, self.wall)
             if not w.ready:
                 try:
                     w.wait_ready(time.monotonic() + READY_WAIT)
+                except Hostile as e:
+                    log.warning("a worker was replaced: %s", e)
+                    w.kill()
+                    self.replaced += 1
+                    continue
                 except wire.WireError:
-                    log.warning("a worker did not finish its last call's leftovers in %.1f s; "
+                    log.warning("a worker did not finish its last call in %.1f s; "
                                 "replaced", READY_WAIT)
                     w.kill()
                     self.replaced += 1
@@ -154,7 +255,7 @@ class Pool:
 
     def release(self, w):
         w.ready = False
-        rss = w.rss()
+        rss = w.rss(call=False)
         if w.calls >= RETIRE_CALLS or (rss is not None and rss - w.start_rss > RETIRE_GROWTH):
             w.kill()            # what calls left behind (caches, fragmentation) goes with it
             return
@@ -167,10 +268,16 @@ class Pool:
     def warm(self, n=None):
         """Start idle workers now, so that the first call does not wait for one."""
         for _ in range((n or self.size) - len(self.idle)):
-            w = Worker()
+            w = Worker(self.bypass, self.wall)
             self.started += 1
             with self.lock:
                 self.idle.append(w)
+
+    def _spare(self):
+        try:
+            self.warm(1)
+        except WorkerError as e:
+            log.warning("no second worker: %s", e)
 
     def close(self):
         with self.lock:
@@ -183,16 +290,30 @@ POOL = Pool()
 
 
 def run(request, serve, limits, what="method"):
-    """Run one call in a worker; return the worker's final message (``done`` or ``fail``)."""
+    """Run one call in a worker; return the worker's final message (``done`` or ``fail``).
+
+    ``serve(msg)`` answers one request; it raises ``wire.WireError`` for a request
+    no honest worker sends, and that kills the worker and fails the call.
+    """
     w = POOL.acquire()
     seconds = float(limits["seconds"])
     memory = int(float(limits["memory_mb"]) * 2**20)
     output = int(float(limits["output_kb"]) * 2**10)
     deadline = time.monotonic() + seconds
-    base = w.rss() or 0
+    base = w.rss(call=False) or 0
     ok = False
+
+    def over_time():
+        return LimitExceeded("time", f"{what} ran past its {seconds:g} s budget; the worker "
+                                     "running it was stopped")
+
+    def crashed(how):
+        return LimitExceeded("crash", f"{what} crashed the process running it ({how}); the "
+                                      "image is unchanged")
     try:
         w.chan.send(request, deadline)
+        if request.get("op") == "call":
+            w.teach(request["src"], request["name"])
         while True:
             try:
                 # what crosses to the host (a write, the result) is bounded like the output
@@ -200,8 +321,10 @@ def run(request, serve, limits, what="method"):
                                   limit=output + (1 << 16))
             except wire.Timeout:
                 if time.monotonic() >= deadline:
-                    raise LimitExceeded("time", f"{what} ran past its {seconds:g} s budget; the "
-                                                "worker running it was stopped") from None
+                    raise over_time() from None
+                how = w.child_death()
+                if how is not None:
+                    raise crashed(how) from None
                 rss = w.rss()
                 if rss is not None and rss - base > memory * 1.05:
                     raise LimitExceeded("memory", f"{what} allocated more than its "
@@ -209,8 +332,7 @@ def run(request, serve, limits, what="method"):
                                                   "running it was stopped") from None
                 continue
             except wire.Closed:
-                raise LimitExceeded("crash", f"{what} crashed the worker running it "
-                                             f"({w.death()}); the image is unchanged") from None
+                raise crashed(w.death()) from None
             except wire.WireError as e:
                 raise LimitExceeded("output", f"{what} sent the host something it refuses: "
                                               f"{e}") from None
@@ -219,18 +341,19 @@ def run(request, serve, limits, what="method"):
                 ok = True
                 w.calls += 1
                 return msg
-            reply = serve(msg)
+            try:
+                reply = serve(msg)
+            except wire.WireError as e:
+                raise LimitExceeded("protocol", f"{what}: the process running it sent what no "
+                                                f"method can ({e}); it was stopped") from None
             try:
                 w.chan.send(reply, deadline)
             except wire.Timeout:
-                raise LimitExceeded("time", f"{what} ran past its {seconds:g} s budget; the "
-                                            "worker running it was stopped") from None
+                raise over_time() from None
             except wire.Closed:
-                raise LimitExceeded("crash", f"{what} crashed the worker running it "
-                                             f"({w.death()}); the image is unchanged") from None
+                raise crashed(w.death()) from None
             if time.monotonic() > deadline:     # one request's work on the host counts too
-                raise LimitExceeded("time", f"{what} ran past its {seconds:g} s budget; the "
-                                            "worker running it was stopped")
+                raise over_time()
     finally:
         if ok:
             POOL.release(w)

@@ -185,7 +185,9 @@ class Broker:
             if handler is None:
                 raise wire.WireError(f"an unknown request {op!r}")
             return {"ok": handler(msg)}
-        except (wire.WireError, RecursionError, MemoryError) as e:
+        except wire.WireError:
+            raise               # no honest worker sends it: guardians.workers stops the worker
+        except (RecursionError, MemoryError) as e:
             return {"err": ["SandboxError", f"refused: {type(e).__name__}: {e}"]}
         except Exception as e:      # noqa: BLE001 - the method sees the error, as in process
             return {"err": [type(e).__name__, str(e)]}
