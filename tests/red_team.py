@@ -37,6 +37,7 @@ class Attack:
     sigint: bool = False        # the host gets Ctrl-C once the worker runs the call
     limits: dict = None         # traits.method_limits for this attack
     author: str = "mind"        # "console": an owner's method, run in process
+    repeat: int = 1             # calls, each in its own transaction (state carried across)
 
 
 def fn(body, params="self"):
@@ -46,6 +47,14 @@ def fn(body, params="self"):
 
 ATTACKS = [Attack(f"static-{cid}", "escape", src, "rejected", rule=rule)
            for cid, src, rule in HOSTILE]
+
+ATTACKS += [
+    # -- state carried from one call to the next (issue 29): each call must start clean
+    Attack("helper-default-carries", "persistence",
+           "def helper(acc=[]):\n    acc.append(1)\n    return len(acc)\n\n\n"
+           "def f(self):\n    self.n = helper()\n    return self.n\n",
+           "ok", after={"target.n": 1}, repeat=3),
+]
 
 ATTACKS += [
     # -- escape: reached only at run time -------------------------------------------

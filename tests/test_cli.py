@@ -1,4 +1,5 @@
 import json
+import sys
 
 import pytest
 from conftest import run_batos
@@ -23,6 +24,10 @@ def test_init_is_idempotent_and_env_var_is_honoured(tmp_path):
     assert again["created"] == [] and (tmp_path / "img" / "Data.fs").stat().st_size == size
     info = json.loads(run_batos("info", "--json", env=env, check=True).stdout)
     assert info["schema_version"] == 1 and info["objects"] > 20
+    wall = info["second_wall"]      # what guardians/wall.py says this platform holds
+    assert "hard limits" in wall["in_force"] and not set(wall["in_force"]) & set(wall["missing"])
+    if sys.platform.startswith("linux"):
+        assert "seccomp" in wall["in_force"], wall
 
 
 def test_errors_are_one_clear_line_not_a_traceback(tmp_path):
