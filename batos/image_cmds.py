@@ -60,8 +60,20 @@ def cmd_info(args):
                 info["runners"] = [
                     {k: r[k] for k in ("id", "role", "minds", "silent_s", "alive", "running",
                                        "done")} for r in runners.rows(root)]
+    info["second_wall"] = _wall_facts()
     _emit(args, info)
     return 0
+
+
+def _wall_facts():
+    """The rules a worker's call processes enter on this machine, and those it lacks."""
+    from guardians import wall, workers
+    try:
+        w = workers.POOL.acquire()
+    except workers.WorkerError as e:
+        return {"in_force": [], "missing": sorted(wall.expected()), "error": str(e)}
+    workers.POOL.release(w)
+    return {"in_force": sorted(w.wall), "missing": sorted(wall.expected() - w.wall)}
 
 
 def _database_facts(img):

@@ -1,9 +1,11 @@
 """What running a method under the guardians costs, in one run.
 
 1. **Call latency**: the same trivial method (``return self.x``) called as an
-   untrusted method (in an isolated worker: a pipe round trip, a slot read
-   asked of the host, the undo record) and as an owner's method (in process,
-   under the in-interpreter budget), p50 and p90 over ``--calls`` calls.
+   untrusted method (in an isolated worker: a fresh process per call behind
+   the second wall, a pipe round trip, a slot read asked of the host, the undo
+   record), the same without the second wall (the baseline for its cost), and
+   as an owner's method (in process, under the in-interpreter budget), p50 and
+   p90 over ``--calls`` calls.
 2. **Metering on loops**: three loop shapes run the way a method runs them,
    against the same source compiled as plain Python and called on a plain
    object in this process:
@@ -82,10 +84,19 @@ def main(argv=None):
         obj.iso_get(), obj.own_get()
     iso = latency(obj.iso_get, args.calls)
     own = latency(obj.own_get, args.calls)
+    from guardians import workers
+    walled, workers.POOL = workers.POOL, workers.Pool(wall=False)
+    workers.POOL.warm()
+    for _ in range(20):
+        obj.iso_get()
+    bare = latency(obj.iso_get, args.calls)
+    workers.POOL.close()
+    workers.POOL = walled
     t = Table(title=f"a trivial method call ({args.calls} calls)")
     for col in ("path", "p50 ms", "p90 ms"):
         t.add_column(col)
     t.add_row("isolated worker", f"{iso[0] * 1e3:.3f}", f"{iso[1] * 1e3:.3f}")
+    t.add_row("isolated, no second wall", f"{bare[0] * 1e3:.3f}", f"{bare[1] * 1e3:.3f}")
     t.add_row("in process", f"{own[0] * 1e3:.3f}", f"{own[1] * 1e3:.3f}")
     console.print(t)
 
@@ -114,7 +125,8 @@ def main(argv=None):
     console.print(t)
     iso_ratio = statistics.median(r[0] for r in ratios.values())
     print(f"ratios: isolated call p50 {iso[0] * 1e3:.3f} ms vs in-process "
-          f"{own[0] * 1e3:.3f} ms ({iso[0] / own[0]:.1f}x); metered/plain isolated "
+          f"{own[0] * 1e3:.3f} ms ({iso[0] / own[0]:.1f}x); second wall {iso[0] / bare[0]:.2f}x "
+          f"({bare[0] * 1e3:.3f} ms without); metered/plain isolated "
           + ", ".join(f"{k} {v[0]:.2f}" for k, v in ratios.items())
           + f" (median {iso_ratio:.2f}); in process "
           + ", ".join(f"{k} {v[1]:.2f}" for k, v in ratios.items()))
