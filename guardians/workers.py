@@ -94,7 +94,7 @@ class Worker:
         try:
             hello = self.wait_ready(time.monotonic() + START_WAIT)
             self.wall = set(hello.get("wall") or ())
-            self.start_rss = self.rss() or 0
+            self.start_rss = self.rss(call=False) or 0
         except wire.WireError as e:
             self.kill()
             raise WorkerError(f"a worker process for untrusted methods did not start ({e}; "
@@ -120,7 +120,7 @@ class Worker:
 
     def child_death(self):
         """If the call's process has died (the worker said so), how; else None."""
-        if not select.select([self.ctl.rfd], [], [], 0)[0]:
+        if not self.said_ready():
             return None
         try:
             msg = self.ctl.recv(deadline=time.monotonic() + 0.1, limit=1 << 12)
@@ -173,30 +173,35 @@ class Worker:
         return _signal_name(-code) if code < 0 else f"exit status {code}"
 
     def rss(self, call=True):
-        """Resident bytes of the call's process (``call``; between calls, of the worker)."""
-        pid = self.pid
-        if call:
+        """Resident bytes of the call's process (``call``: the largest child, since the
+        next call's process waits beside it; else the worker's own), None: unknown."""
+        if not call:
+            return _rss(self.pid)
+        try:
+            with open(f"/proc/{self.pid}/task/{self.pid}/children", "rb") as f:
+                kids = [int(k) for k in f.read().split()]
+        except (OSError, ValueError):
             try:
-                with open(f"/proc/{pid}/task/{pid}/children", "rb") as f:
-                    kids = f.read().split()
-                pid = int(kids[0]) if kids else pid
-            except (OSError, ValueError):
-                try:
-                    import psutil
-                    kids = psutil.Process(pid).children()
-                    pid = kids[0].pid if kids else pid
-                except Exception:   # noqa: BLE001 - the worker's own size, then
-                    pass
-        try:
-            with open(f"/proc/{pid}/statm", "rb") as f:
-                return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-        except (OSError, ValueError, IndexError):
-            pass
-        try:
-            import psutil
-            return psutil.Process(pid).memory_info().rss
-        except Exception:       # noqa: BLE001 - no way to look: RLIMIT_AS is the guard
-            return None
+                import psutil
+                kids = [k.pid for k in psutil.Process(self.pid).children()]
+            except Exception:   # noqa: BLE001 - the worker's own size, then
+                kids = []
+        sizes = [r for r in map(_rss, kids) if r is not None]
+        return max(sizes) if sizes else _rss(self.pid)
+
+
+def _rss(pid):
+    """Resident bytes of process ``pid`` (None when it cannot be read)."""
+    try:
+        with open(f"/proc/{pid}/statm", "rb") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        import psutil
+        return psutil.Process(pid).memory_info().rss
+    except Exception:       # noqa: BLE001 - no way to look: RLIMIT_AS is the guard
+        return None
 
 
 def _signal_name(number):
