@@ -14,9 +14,12 @@ import base64
 import json
 import os
 import select
+import sys
 import time
 
 MAX_DEPTH = 200             # nesting a decoder follows before refusing the value
+FLOOD = 64                  # keys of one set or dict that may share a hash value
+_STR_HEADER = sys.getsizeof("")
 
 
 class WireError(Exception):
@@ -58,8 +61,12 @@ class Channel:
                 raise Closed("the other end closed the pipe") from None
             view = view[n:]
 
-    def recv(self, deadline=None, limit=1 << 30):
-        """The next message; ``deadline`` is a ``time.monotonic()`` value (None: wait)."""
+    def recv(self, deadline=None, limit=1 << 30, decoded=None):
+        """The next message; ``deadline`` is a ``time.monotonic()`` value (None: wait).
+
+        ``limit`` bounds the frame; ``decoded`` bounds the text it holds once decoded
+        (one astral character makes a string take four bytes a character).
+        """
         while True:
             if len(self.buf) >= 4:
                 n = int.from_bytes(self.buf[:4], "big")
@@ -69,9 +76,15 @@ class Channel:
                     data = bytes(self.buf[4:4 + n])
                     del self.buf[:4 + n]
                     try:
-                        return json.loads(data)
+                        msg = json.loads(data)
                     except (ValueError, RecursionError) as e:
                         raise WireError(f"a message that is not JSON: {e}") from None
+                    if decoded is not None:
+                        n = text_bytes(msg, decoded)
+                        if n > decoded:
+                            raise WireError(f"a message whose text takes more than {n:,} "
+                                            f"bytes once decoded (at most {decoded:,})")
+                    return msg
             if deadline is not None:
                 left = deadline - time.monotonic()
                 if left <= 0:
@@ -83,6 +96,21 @@ class Channel:
             if not chunk:
                 raise Closed("the other end closed the pipe")
             self.buf += chunk
+
+
+def text_bytes(msg, stop):
+    """The bytes the strings in decoded JSON ``msg`` take, counted until past ``stop``."""
+    total, todo = 0, [msg]
+    while todo and total <= stop:
+        v = todo.pop()
+        if type(v) is str:
+            total += sys.getsizeof(v) - _STR_HEADER
+        elif type(v) is list:
+            todo.extend(v)
+        elif type(v) is dict:
+            todo.extend(v)
+            todo.extend(v.values())
+    return total
 
 
 def dumps(message) -> bytes:
@@ -130,16 +158,17 @@ def decode(value, handle, depth=0):
         if tag == "t":
             return tuple(decode(v, handle, d) for v in _items(body))
         if tag == "d":
-            out = {}
+            pairs = []
             for pair in _items(body):
                 if not isinstance(pair, list) or len(pair) != 2:
                     raise WireError("a dict entry that is not a pair")
-                out[_key(decode(pair[0], handle, d))] = decode(pair[1], handle, d)
-            return out
+                pairs.append((decode(pair[0], handle, d), decode(pair[1], handle, d)))
+            _keys([k for k, _ in pairs])
+            return dict(pairs)
         if tag == "s":
-            return {_key(decode(v, handle, d)) for v in _items(body)}
+            return set(_keys([decode(v, handle, d) for v in _items(body)]))
         if tag == "f":
-            return frozenset(_key(decode(v, handle, d)) for v in _items(body))
+            return frozenset(_keys([decode(v, handle, d) for v in _items(body)]))
         if tag == "b":
             if not isinstance(body, str):
                 raise WireError("bytes that are not base64 text")
@@ -159,9 +188,16 @@ def _items(body):
     return body
 
 
-def _key(k):
-    try:
-        hash(k)
-    except TypeError:
-        raise WireError(f"an unhashable {type(k).__name__} as a key") from None
-    return k
+def _keys(keys):
+    """``keys``, once it is sure they make a set or dict in linear time: a table of keys
+    that share one hash value (ints apart by 2**61 - 1, say) costs quadratic time."""
+    counts = {}
+    for k in keys:
+        try:
+            h = hash(k)
+        except TypeError:
+            raise WireError(f"an unhashable {type(k).__name__} as a key") from None
+        n = counts[h] = counts.get(h, 0) + 1
+        if n > FLOOD:
+            raise WireError(f"more than {FLOOD} keys with one hash value (a hash flood)")
+    return keys

@@ -323,7 +323,7 @@ def run(request, serve, limits, what="method"):
             try:
                 # what crosses to the host (a write, the result) is bounded like the output
                 msg = w.chan.recv(deadline=min(deadline, time.monotonic() + _POLL),
-                                  limit=output + (1 << 16))
+                                  limit=output + (1 << 16), decoded=output + (1 << 16))
             except wire.Timeout:
                 if time.monotonic() >= deadline:
                     raise over_time() from None
