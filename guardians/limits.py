@@ -266,6 +266,14 @@ def limit_op(op, a, b):
     return _OPS[op](a, b)
 
 
+def size_op(op, a, b):
+    """Size ``a <op> b`` against the call's budget (and tick), without computing it."""
+    budget = _local.budget
+    if budget is not None:
+        limit_tick()
+        _size_op(budget, op, a, b)
+
+
 def _size_op(budget, op, a, b):
     seq = (str, bytes, bytearray, list, tuple)
     if op == "*":

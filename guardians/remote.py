@@ -416,6 +416,10 @@ class RSet(_Tracked, set):
         self.difference_update(other)
         return self
 
+    def __ixor__(self, other):
+        self.symmetric_difference_update(other)
+        return self
+
 
 class RMessage:
     """A message not understood, as a doesNotUnderstand method reads it."""

@@ -183,8 +183,10 @@ _INPLACE = {
 
 
 def inplace_var(op, x, y):
+    """``x op= y``: sized first where it can amplify, then Python's in-place operator, so a
+    list (or a tracked one) changes in place and every alias of it sees the change."""
     if op in ("*=", "**=", "<<=", "%="):
-        return limits.limit_op(op[:-1], x, y)
+        limits.size_op(op[:-1], x, y)
     return _INPLACE[op](x, y)
 
 

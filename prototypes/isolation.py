@@ -73,10 +73,11 @@ class Undo:
             data = c.data
             self.entries.append(("container", c, None, type(data)(data)))
 
-    def rollback(self, detached_only=False):
-        """Put back what was changed (only objects outside any connection, after a savepoint did the rest)."""
+    def rollback(self, kept=None):
+        """Put back what was changed, but on objects of connection ``kept`` (a savepoint of
+        its transaction put those back): objects outside any connection, or in another."""
         for kind, obj, name, old in reversed(self.entries):
-            if detached_only and obj._p_jar is not None:
+            if kept is not None and obj._p_jar is kept:
                 continue
             try:
                 if kind == "slot":
@@ -286,7 +287,7 @@ class Broker:
         if not isinstance(args, list):
             raise wire.WireError("malformed arguments")
         self.undo.container(c)
-        out = _MUTATE[type(c)](c, msg.get("m"), [tracked(self.adopt(a, owner)) for a in args])
+        out = _MUTATE[type(c)](c, msg.get("m"), [tracked(self.adopt(a, owner), jar=c._p_jar) for a in args])
         return self.encode(out, owner, slot)
 
 
@@ -378,7 +379,7 @@ def call(receiver, method, args, kw, settings=None):
             # the savepoint puts back exactly what the image had (changed flags included);
             # the undo record covers objects outside any connection
             undo_to(savepoint, anchor)
-            broker.undo.rollback(detached_only=savepoint is not None)
+            broker.undo.rollback(kept=anchor._p_jar if savepoint is not None else None)
         broker.objects.clear()          # the call is over: its handles mean nothing now
 
 

@@ -175,10 +175,11 @@ class UvmObject(Persistent):
                                 f"not {type(value).__name__}")
             if value is self:
                 raise DelegationCycle([self, self])
+            _tracked(name, value, self._p_jar)          # a parent from another connection
             if any(o is self for o in value.lookup_chain()):
                 raise DelegationCycle([self] + _path_to(value, self) + [self])
         else:
-            value = _tracked(name, value)   # plain containers become tracked ones
+            value = _tracked(name, value, self._p_jar)   # plain containers become tracked
         slots = self._slots
         slots[name] = value              # tracked write; every cached read of it is forgotten
         if type(value) is not Method and name[-1] != "*":
@@ -226,10 +227,11 @@ class UvmObject(Persistent):
 
     def all_slot_names(self):
         """Every slot name reachable, own first, in lookup order."""
-        names = []
+        names = {}                       # a dict: ordered, and each name checked once
         for obj in self.lookup_chain():
-            names.extend(n for n in obj._slots.data if n not in names)
-        return names
+            for n in obj._slots.data:
+                names.setdefault(n)
+        return list(names)
 
     def short_name(self):
         name = self._slots.data.get("name")
@@ -268,9 +270,9 @@ class UvmObject(Persistent):
         d["_slots"] = state["_slots"]
 
 
-def _tracked(name, value):
+def _tracked(name, value, jar=None):
     try:
-        return tracked(value)
+        return tracked(value, jar=jar)
     except Unstorable as e:
         raise Unstorable(f"slot {name!r}: {e}") from None
 
@@ -318,14 +320,19 @@ def _linearize(obj, path, seen, out):
         path.pop()
 
 
-def _path_to(start, target):
-    """A parent path from ``start`` down to ``target`` (for cycle messages)."""
+def _path_to(start, target, dead=None):
+    """A parent path from ``start`` down to ``target`` (for cycle messages); each object is
+    searched once (``dead``: those that cannot reach it), so a diamond costs its size."""
+    dead = set() if dead is None else dead
     for parent in start._slots.parents():
         if parent is target:
             return [start]
-        sub = _path_to(parent, target)
+        if id(parent) in dead:
+            continue
+        sub = _path_to(parent, target, dead)
         if sub:
             return [start] + sub
+        dead.add(id(parent))
     return []
 
 

@@ -11,7 +11,9 @@ changed afterwards is not the slot's list (read it back from the slot).
 Values an image cannot store (functions, generators, modules, bound methods)
 are refused when they are assigned, not when the transaction commits.
 """
+import collections
 import types
+from collections.abc import MutableMapping, MutableSequence, MutableSet
 
 from persistent import Persistent
 from persistent.list import PersistentList
@@ -92,8 +94,21 @@ class PersistentSet(Persistent):
         self.data.symmetric_difference_update(other)
         self._changed()
 
+    # in place, as set does: an alias of the slot's set sees the change, and so does ZODB
     def __ior__(self, other):
         self.update(other)
+        return self
+
+    def __iand__(self, other):
+        self.intersection_update(other)
+        return self
+
+    def __isub__(self, other):
+        self.difference_update(other)
+        return self
+
+    def __ixor__(self, other):
+        self.symmetric_difference_update(other)
         return self
 
     def __or__(self, other):
@@ -109,6 +124,17 @@ class PersistentSet(Persistent):
         return self.data ^ set(other)
 
 
+def _popitem_last(self):
+    """``dict.popitem``: the last key set comes out (UserDict's pops the first)."""
+    if not self.data:
+        raise KeyError("popitem(): dictionary is empty")
+    key = next(reversed(self.data))
+    return key, self.pop(key)
+
+
+# one semantics for a slot's dict, in process and isolated (where it is a real dict)
+PersistentMapping.popitem = _popitem_last
+
 _READS = frozenset({"union", "intersection", "difference", "symmetric_difference",
                     "issubset", "issuperset", "isdisjoint"})
 
@@ -122,15 +148,39 @@ class Unstorable(TypeError):
     """A value that cannot be stored in the image."""
 
 
-def tracked(value, memo=None):
+# Mutable containers ZODB cannot see change in place, with what to store instead.
+_REFUSED = ((bytearray, "bytes"), (collections.deque, "a list"),
+            (collections.ChainMap, "a dict"), (MutableSequence, "a list"),
+            (MutableMapping, "a dict"), (MutableSet, "a set"))
+
+
+def _refuse_container(value):
+    t = type(value)
+    if isinstance(value, tuple) and t is not tuple:     # a namedtuple: its class is not data
+        raise Unstorable(f"a {t.__name__} (a tuple subclass) cannot be stored in the image; "
+                         "store a tuple or a dict")
+    if t.__module__.startswith("batos.method"):
+        raise Unstorable(f"a {t.__name__} is defined in method code; an image stores plain "
+                         "data and prototype objects")
+    for kind, instead in _REFUSED:
+        if isinstance(value, kind):
+            raise Unstorable(f"a {t.__name__} cannot be stored in the image (its in-place "
+                             f"changes would be lost); store {instead}")
+
+
+def tracked(value, memo=None, jar=None):
     """``value`` with every plain container in it replaced by a tracked copy.
 
     Persistent containers are kept (their plain contents converted in place);
     objects with identity (prototypes, methods, blobs) are kept as they are.
+    ``jar``: the connection the value is going into; an object of another
+    connection (or image) is refused now, not by a commit that loses the rest.
     """
     t = type(value)
     if t in _ATOMS:
         return value
+    if isinstance(value, Persistent):
+        foreign(value, jar)
     if memo is None:
         memo = {}
     key = id(value)
@@ -142,37 +192,52 @@ def tracked(value, memo=None):
     if t is PersistentList:
         memo[key] = value
         for i, v in enumerate(value.data):
-            new = tracked(v, memo)
+            new = tracked(v, memo, jar)
             if new is not v:
                 value[i] = new
         return value
     if t is PersistentMapping:
         memo[key] = value
         for k, v in list(value.data.items()):
-            new = tracked(v, memo)
+            new = tracked(v, memo, jar)
             if new is not v:
                 value[k] = new
         return value
     if isinstance(value, list):
         new = memo[key] = PersistentList()
-        new.data.extend(tracked(v, memo) for v in value)
+        new.data.extend(tracked(v, memo, jar) for v in value)
         return new
     if isinstance(value, dict) and not isinstance(value, Persistent):
         new = memo[key] = PersistentMapping()
-        new.data.update((k, tracked(v, memo)) for k, v in value.items())
+        new.data.update((k, tracked(v, memo, jar)) for k, v in value.items())
         return new
     if isinstance(value, set):
         new = memo[key] = PersistentSet(value)
         return new
     if t is tuple:
-        items = tuple(tracked(v, memo) for v in value)
+        items = tuple(tracked(v, memo, jar) for v in value)
         new = value if all(a is b for a, b in zip(items, value)) else items
         memo[key] = new
         return new
+    if not isinstance(value, Persistent):
+        _refuse_container(value)
     return value
 
 
 _ATOMS = frozenset({int, float, str, bytes, bool, type(None), complex})
+
+
+def foreign(obj, jar):
+    """Refuse ``obj`` if it lives in a connection other than ``jar`` (None: not known)."""
+    other = getattr(obj, "_p_jar", None)
+    if jar is None or other is None or other is jar:
+        return
+    if other.db() is jar.db():
+        where, fix = "another connection", "read it through this connection"
+    else:
+        where, fix = "another image", "copy what you need as plain data"
+    raise Unstorable(f"a {type(obj).__name__} from {where} cannot be stored here: the commit "
+                     f"would fail and lose the transaction's other writes; {fix}")
 
 
 def _is_unstorable(value):

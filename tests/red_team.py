@@ -217,6 +217,22 @@ ATTACKS += [
            fn("def g():\n    try:\n        yield 1\n    finally:\n        self.n = 77\n"
               "keep.append(g())\nnext(keep[-1])\nreturn 1 / 0", params="self, keep=[]"),
            "fails", kind="ZeroDivisionError"),
+    # host work a method drives (issue 29): each must stay within the call's budget
+    Attack("diamond-cycle-message", "host",
+           fn("dead = [self.clone(), self.clone()]\nfor i in range(40):\n"
+              "    a = self.clone()\n    b = self.clone()\n"
+              "    for o in (a, b):\n        o.set_slot('p1*', dead[0])\n"
+              "        o.set_slot('p2*', dead[1])\n    dead = [a, b]\n"
+              "top = self.clone()\nn = self.clone()\nn.set_slot('p1*', dead[0])\n"
+              "n.set_slot('p2*', top)\ntop.set_slot('back*', n)\nreturn 1"), "fails",
+           kind="RemoteError"),
+    Attack("all-slot-names-quadratic", "host",
+           fn("c = self\nfor k in range(3):\n"
+              "    c = c.clone(**{'s%d_%d' % (k, i): 0 for i in range(12000)})\n"
+              "return len(c.all_slot_names())"), "ok", after={"target.n": 5}),
+    Attack("astral-writes-grow-host", "host",
+           fn("s = 'a' * (250 * 1024) + chr(0x1F600)\nfor i in range(90):\n"
+              "    self.set_slot('t%d' % i, s)\nreturn 1"), "fails", kind="output"),
     Attack("bare-except-ctrl-c", "host",
            fn("while True:\n    try:\n        x = 1\n    except:\n        pass"), "fails",
            kind="KeyboardInterrupt", sigint=True),
@@ -328,6 +344,29 @@ ATTACKS += [
            kind="PermissionError"),
     Attack("write-own-slot-of-well-known", "persistence",
            fn("self.boss.set_slot('extra', 1)"), "fails", kind="PermissionError"),
+    # writes that were lost or half-undone (issue 29): each persists as plain Python says
+    Attack("alias-imul-list", "persistence", fn("L = self.items\nL *= 2\nreturn len(self.items)"),
+           "ok", after={"target.items": [1, 2, 1, 2]}),
+    Attack("alias-ixor-set", "persistence", fn("t = self.tags\nt ^= {'y'}\nreturn len(t)"),
+           "ok", after={"target.tags": {"x", "y"}}),
+    Attack("alias-isub-set", "persistence", fn("t = self.tags\nt -= {'x'}\nreturn len(t)"),
+           "ok", after={"target.tags": set()}),
+    Attack("alias-iand-set", "persistence", fn("t = self.tags\nt &= {'z'}\nreturn len(t)"),
+           "ok", after={"target.tags": set()}),
+    Attack("popitem-last", "persistence",
+           fn("self.cfg['z'] = 1\nk, v = self.cfg.popitem()\nself.text = k\nreturn k"),
+           "ok", after={"target.text": "z", "target.cfg": {"a": {"b": 1}}}),
+    Attack("store-deque", "persistence",
+           fn("import collections\nself.q = collections.deque([1])\nself.q.append(2)\nreturn 1"),
+           "fails", kind="TypeError"),
+    Attack("store-bytearray", "persistence",
+           fn("self.b = bytearray(b'a')\nself.b.extend(b'b')\nreturn 1"), "fails"),
+    Attack("store-chainmap", "persistence",
+           fn("import collections\nself.m = collections.ChainMap({'a': 1})\nself.m['b'] = 2\n"
+              "return 1"), "fails", kind="TypeError"),
+    Attack("store-namedtuple-with-list", "persistence",
+           fn("import collections\nP = collections.namedtuple('P', 'a')\nself.p = P([1])\n"
+              "return 1"), "fails", kind="TypeError"),
 ]
 
 # The owner's path (in process, the interpreter's budget): an owner's mistakes are contained too.
@@ -336,7 +375,9 @@ ATTACKS += [
     for a in ATTACKS if a.id in (
         "busy-loop", "busy-loop-except", "list-repeat", "growing-list", "ljust", "bytes-n",
         "list-range", "big-power", "output-big-string", "recursion", "append-then-raise",
-        "write-then-limit", "append-persists", "counts-augitem-persists")]
+        "write-then-limit", "append-persists", "counts-augitem-persists", "alias-imul-list",
+        "alias-ixor-set", "alias-isub-set", "alias-iand-set", "popitem-last", "store-deque",
+        "store-bytearray", "store-chainmap", "store-namedtuple-with-list")]
 ATTACKS += [
     Attack("owner-repeat-huge", "limits", fn("return len('x' * 10**10)"), "fails", kind="memory",
            author="console"),

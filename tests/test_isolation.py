@@ -386,3 +386,20 @@ def test_a_worker_that_runs_out_of_memory_mid_message_is_replaced_not_reused(mem
     assert e.value.kind == "crash"
     with mem_image.transaction() as conn:
         assert conn.root()["target"].ok() == 2
+
+
+def test_a_failing_call_undoes_its_write_to_an_object_of_another_connection(mem_image):
+    """The savepoint covers the receiver's connection; the undo record covers the rest."""
+    with mem_image.transaction() as conn:
+        t = _target(conn)
+        conn.root()["other"] = UvmObject(name="other", note="old")
+        install(t, "f", "def f(self, o):\n    o.note = 'new'\n    return 1 / 0\n",
+                {"author": "mind"})
+        grant(t, "f", "others", by="test")
+    with mem_image.transaction() as a, mem_image.transaction() as b:
+        other = b.root()["other"]
+        with pytest.raises(ZeroDivisionError):
+            a.root()["target"].f(other)
+        assert other.note == "old"
+    with mem_image.view() as root:
+        assert root["other"].note == "old"

@@ -192,3 +192,26 @@ def test_editing_method_source_recompiles():
     assert o.v() == 1
     o.lookup("v").source = "def v(self):\n    return 2\n"
     assert o.v() == 2
+
+
+def test_an_object_of_another_connection_or_image_is_refused_when_stored(mem_image):
+    """Not by a commit that then loses the transaction's other writes."""
+    from prototypes.persist import Unstorable
+    other_image = open_image("memory:")
+    with other_image.transaction() as conn:
+        conn.root()["x"] = UvmObject(name="elsewhere")
+    with mem_image.transaction() as conn:
+        conn.root()["keep"] = UvmObject(name="keep")
+    with mem_image.transaction() as a, mem_image.transaction() as b, \
+            other_image.transaction() as c:
+        keep, theirs, same_db = a.root()["keep"], c.root()["x"], b.root()["keep"]
+        keep.note = "written"
+        for value, where in ((theirs, "another image"), (same_db, "another connection"),
+                             ([1, {"k": theirs}], "another image")):
+            with pytest.raises(Unstorable, match=where):
+                keep.friend = value
+        with pytest.raises(Unstorable, match="another image"):
+            keep.set_slot("p*", theirs)
+    with mem_image.view() as root:
+        assert root["keep"].note == "written" and "friend" not in root["keep"].slot_names()
+    other_image.close()
