@@ -14,6 +14,8 @@ When the call ends its session closes: every stand-in from it refuses to
 be used (a leftover generator or finalizer cannot write).
 """
 import os
+import sys
+import types
 
 from . import wire
 from .sandbox import SandboxError, register_alias
@@ -40,7 +42,7 @@ class Session:
         self.proxies = {}       # handle id -> stand-in
         self.cache = {}         # (handle id, slot) -> value read
         self.open = True
-        self.stack = [None]     # handles of the methods running (the call's own first)
+        self.owners = {}        # code object -> handles of the methods it belongs to
 
     def close(self):
         self.open = False
@@ -51,7 +53,7 @@ class Session:
     def ask(self, op, **fields):
         if not self.open:
             raise CallOver("this object belongs to a call that has ended")
-        fields["by"] = self.stack[1:]       # the methods running, for the host's rights
+        fields["by"] = self.running()       # the methods whose code is running, for rights
         try:
             self.chan.send({"op": op, **fields})
             reply = self.chan.recv()
@@ -63,6 +65,32 @@ class Session:
             kind, message = reply["err"]
             raise _ERRORS.get(kind, RemoteError)(message)
         return self.decode(reply.get("ok"))
+
+    def learn(self, fn, h):
+        """Note that ``fn`` (and every function its source defines) is method ``h``'s code
+        (None: the call's own method)."""
+        codes = [fn.__code__]
+        codes += [g.__code__ for g in fn.__globals__.values()
+                  if isinstance(g, types.FunctionType)
+                  and g.__code__.co_filename == fn.__code__.co_filename]
+        while codes:
+            code = codes.pop()
+            self.owners.setdefault(code, set()).add(h)
+            codes.extend(c for c in code.co_consts if isinstance(c, types.CodeType))
+
+    def running(self):
+        """The methods whose code has a frame on the stack now, the innermost included.
+
+        A grant is bound to its method's own code: a generator or closure another method
+        made runs with that method's rights, wherever it is called from.
+        """
+        by, frame = set(), sys._getframe(1)
+        while frame is not None:
+            hs = self.owners.get(frame.f_code)
+            if hs:
+                by.update(h for h in hs if h is not None)
+            frame = frame.f_back
+        return sorted(by)
 
     def wrote(self):
         self.cache.clear()
@@ -243,12 +271,9 @@ class RMethod:
             raise CallOver("this method belongs to a call that has ended")
         if self._receiver is None:
             raise SandboxError(f"method {self._name} is not bound to an object")
-        stack = self._s.stack
-        stack.append(self._h)       # its writes are checked against its own grants too
-        try:
-            return self._s.compile(self._src, self._name)(self._receiver, *args, **kw)
-        finally:
-            stack.pop()
+        fn = self._s.compile(self._src, self._name)
+        self._s.learn(fn, self._h)      # its code writes with its own grants too
+        return fn(self._receiver, *args, **kw)
 
     @property
     def source(self):

@@ -142,6 +142,7 @@ def run_call(chan, msg, ceiling):
     fn = None
     try:
         fn = compiled(msg["src"], msg["name"])
+        session.learn(fn, None)
         receiver = session.decode(msg["recv"])
         args = session.decode(msg["args"])
         kw = session.decode(msg["kw"])

@@ -3,12 +3,14 @@
 A clone gets its own copy of the slot graph: containers (plain or
 persistent, BTrees included) are copied recursively so the clone can change
 them without touching the original; objects with identity — prototypes
-(parents included), methods, blobs and any other persistent object — are
-shared by reference.
+(parents included), blobs and any other persistent object — are shared by
+reference. Methods get a version of their own, with the same source and no
+grants: a grant is given to one object's method, not to every clone of it.
 """
 from persistent.list import PersistentList
 from persistent.mapping import PersistentMapping
 
+from .method import Method
 from .persist import PersistentSet
 from .slots import Slots
 
@@ -46,6 +48,10 @@ def _copy(value, memo):
         new = memo[key] = t(_copy(v, memo) for v in value)
     elif t is tuple:
         new = memo[key] = tuple(_copy(v, memo) for v in value)
+    elif t is Method:
+        new = memo[key] = Method(value.name, value.source,
+                                 dict(value.provenance, cloned=True))
+        new.untrusted = value.untrusted
     elif _is_btree(value):
         new = memo[key] = t()
         new.update({k: _copy(v, memo) for k, v in value.items()})

@@ -236,9 +236,14 @@ class Broker:
         obj, name = self.prototype(msg), self.slot_name(msg)
         value = self.adopt(self.decode(msg.get("v")), obj)
         old = obj._slots.data.get(name)
-        self.rights.check(obj, name, old, value, by=self.running(msg))
+        by = self.running(msg)
+        self.rights.check(obj, name, old, value, by=by)
         self.undo.slot(obj, name)
+        before = _limits(obj) if name.endswith("*") else None
         obj.set_slot(name, value)
+        if name.endswith("*") and _limits(obj) != before:    # the calls it runs: limits
+            self.rights.check(obj, "method_limits", by=by, what="take the limits of a new "
+                              "parent into")
 
     def do_del(self, msg):
         obj, name = self.prototype(msg), self.slot_name(msg)
@@ -261,6 +266,9 @@ class Broker:
                     self.rights.check(obj, name, by=self.running(msg), what="set on a clone of")
             new = obj.clone(**{k: self.adopt(v, None) for k, v in kw.items()})
             self.rights.created_now(new)
+            if _limits(new) != _limits(obj):    # a parent given to the clone: its limits
+                self.rights.check(new, "method_limits", by=self.running(msg),
+                                  what="take the limits of a new parent into")
             return self.encode(new)
         if fn not in _READ_API:
             raise SandboxError(f"{fn!r} is not part of what a method may call")
@@ -289,6 +297,12 @@ class Broker:
         self.undo.container(c)
         out = _MUTATE[type(c)](c, msg.get("m"), [tracked(self.adopt(a, owner), jar=c._p_jar) for a in args])
         return self.encode(out, owner, slot)
+
+
+def _limits(obj):
+    """The method limits ``obj``'s calls run under (a plain dict, or None for the defaults)."""
+    found = obj.lookup("method_limits", None)
+    return dict(found) if found is not None else None
 
 
 _OPS = frozenset({"get", "set", "del", "api", "mut"})

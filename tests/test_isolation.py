@@ -403,3 +403,87 @@ def test_a_failing_call_undoes_its_write_to_an_object_of_another_connection(mem_
         assert other.note == "old"
     with mem_image.view() as root:
         assert root["other"].note == "old"
+
+
+DEFERRED = {
+    "generator": ("def gen(self):\n    self.friend.secret = 'pwned'\n    yield 1\n",
+                  "def report(self):\n    for _ in self.gen():\n        pass\n    return 1\n"),
+    "closure": ("def gen(self):\n    def w():\n        self.friend.secret = 'pwned'\n"
+                "    return w\n",
+                "def report(self):\n    self.gen()()\n    return 1\n"),
+    "generator-expression": ("def gen(self):\n    return (self.friend.set_slot('secret', 'pwned')"
+                             " for _ in [1])\n",
+                             "def report(self):\n    return list(self.gen())\n"),
+}
+
+
+@pytest.mark.parametrize("shape", DEFERRED)
+def test_a_grant_holds_for_its_own_code_not_for_code_it_runs_from_elsewhere(mem_image, shape):
+    """A generator or closure an ungranted method returns writes with that method's rights,
+    even when a granted method runs it (issue 29: grants bound to frames)."""
+    gen, report = DEFERRED[shape]
+    with mem_image.transaction() as conn:
+        t = _target(conn)
+        conn.root()["other"] = other = UvmObject(name="other", secret="s")
+        t.friend = other
+        install(t, "gen", gen, {"author": "mind"})
+        install(t, "report", report, {"author": "mind"})
+        grant(t, "report", "others", by="test")
+    with pytest.raises(CapabilityError):
+        with mem_image.transaction() as conn:
+            conn.root()["target"].report()
+    with mem_image.view() as root:
+        assert root["other"].secret == "s"
+
+
+def test_a_container_aliased_into_an_own_slot_is_a_copy_not_a_way_into_the_original(mem_image):
+    """Ownership is where a container is stored: an owner's alias of traits.method_limits in
+    the receiver's own slot must not let a mind's method raise the limits of everything."""
+    with mem_image.transaction() as conn:
+        t = _target(conn)
+        traits = conn.root()["traits"]
+        traits.method_limits = {"seconds": 2.0, "memory_mb": 64.0, "output_kb": 256.0}
+    with mem_image.transaction() as conn:
+        t = conn.root()["target"]
+        t.lim = conn.root()["traits"].method_limits          # the owner, in process
+        install(t, "f", "def f(self):\n    self.lim['seconds'] = 1000.0\n    return 1\n",
+                {"author": "mind"})
+    with mem_image.transaction() as conn:
+        conn.root()["target"].f()
+    with mem_image.view() as root:
+        assert root["traits"].method_limits["seconds"] == 2.0
+        assert root["target"].lim["seconds"] == 1000.0
+
+
+@pytest.mark.parametrize("how", ["override", "set-after"])
+def test_a_clone_gets_no_larger_limits_from_a_parent_it_is_given(mem_image, how):
+    body = {"override": "    c = self.clone(**{'parent*': self.boss})\n",
+            "set-after": "    c = self.clone()\n    c.set_slot('parent*', self.boss)\n"}[how]
+    with mem_image.transaction() as conn:
+        root = conn.root()
+        root["traits"].method_limits = {"seconds": 2.0, "memory_mb": 64.0, "output_kb": 256.0}
+        boss = UvmObject(**{"name": "boss", "parent*": root["traits"],
+                            "method_limits": {"seconds": 600.0, "memory_mb": 4096.0,
+                                              "output_kb": 4096.0}})
+        root["boss"] = boss
+        t = _target(conn, boss=boss)
+        install(t, "f", "def f(self):\n" + body + "    self.kid = c\n    return 1\n",
+                {"author": "mind"})
+    with pytest.raises(CapabilityError, match="limits"):
+        with mem_image.transaction() as conn:
+            conn.root()["target"].f()
+    with mem_image.view() as root:
+        assert "kid" not in root["target"].slot_names()
+
+
+def test_a_clone_does_not_share_its_originals_grants(mem_image):
+    with mem_image.transaction() as conn:
+        t = _target(conn)
+        install(t, "f", "def f(self):\n    return 1\n", {"author": "mind"})
+        grant(t, "f", "others", by="test")
+        kid = t.clone(name="kid")
+        conn.root()["kid"] = kid
+        assert kid.lookup("f").source == t.lookup("f").source
+        assert not (getattr(kid.lookup("f"), "grants", None) or {})
+        grant(kid, "f", "parents", by="test")
+        assert set(t.lookup("f").grants) == {"others"}
