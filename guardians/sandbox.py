@@ -105,12 +105,20 @@ def guarded_getattr(obj, name, *default):
     for kind, names in _REFUSED_ON:
         if name in names and isinstance(obj, kind):
             raise SandboxError(f"access to {type(obj).__name__}.{name} is not allowed")
+    plain = ALIASES.get(type(obj))
+    if plain is not None and not hasattr(plain, name):
+        # a tracked container is its plain type to a method: its raw ``.data`` (whose
+        # in-place changes ZODB would never see) is not there, as on a plain list
+        if default:
+            return default[0]
+        raise AttributeError(f"'{plain.__name__}' object has no attribute '{name}'")
     return getattr(obj, name, *default)
 
 
 def guarded_hasattr(obj, name):
     _refuse_name(name)
-    return hasattr(obj, name)
+    plain = ALIASES.get(type(obj))
+    return hasattr(plain if plain is not None else obj, name)
 
 
 def guarded_getitem(obj, key):
@@ -348,7 +356,7 @@ def safe_globals(name="<method>", metered=True):
 
 # Attribute names whose read the guard does more than allow (everything else public it
 # just allows, so reading it needs no guard call).
-GUARDED_NAMES = frozenset({"format", "format_map", "define"} | limits.PADDING
+GUARDED_NAMES = frozenset({"format", "format_map", "define", "data"} | limits.PADDING
                           | {n for _, names in _REFUSED_ON for n in names}
                           | security.FRAME_ATTRIBUTES)
 

@@ -19,6 +19,7 @@ import types
 from persistent import Persistent
 
 log = logging.getLogger(__name__)
+_GONE = object()
 
 
 class Method(Persistent):
@@ -96,7 +97,7 @@ class BoundMethod:
             return fn(self.receiver, *args, **kw)
         receiver = self.receiver
         settings = receiver.lookup("method_limits", None)
-        savepoint = savepoint_of(receiver)
+        savepoint = savepoint_of(receiver, detached=True)
         try:
             return limits.call(fn, (receiver, *args), kw, settings,
                                what=f"{receiver.short_name()}.{self.method.name}")
@@ -115,11 +116,48 @@ class BoundMethod:
         return f"<bound {self.method!r} of {self.receiver.short_name()}>"
 
 
-def savepoint_of(obj):
-    """A savepoint of the transaction ``obj``'s connection is in (None: not in an image)."""
+def _tracked_types():
+    from persistent.list import PersistentList
+    from persistent.mapping import PersistentMapping
+
+    from .persist import PersistentSet
+    return (PersistentList, PersistentMapping, PersistentSet)
+
+
+class Detached:
+    """What a savepoint is for a receiver in no connection: its own slots and the tracked
+    containers under them, as they were, put back in place (the same objects)."""
+
+    def __init__(self, obj):
+        self.obj, self.slots = obj, dict(obj._slots.data)
+        self.containers, todo, seen = [], list(self.slots.values()), set()
+        kinds = _tracked_types()
+        while todo:
+            v = todo.pop()
+            data = v.data if type(v) in kinds else None
+            if data is None or id(v) in seen:
+                continue
+            seen.add(id(v))
+            self.containers.append((v, type(data)(data)))
+            todo.extend(data.values() if isinstance(data, dict) else data)
+
+    def rollback(self):
+        for c, data in self.containers:
+            c.data = data
+        obj, slots = self.obj, self.obj._slots.data
+        for name in [n for n in slots if n not in self.slots]:
+            obj.remove_slot(name)
+        for name, value in self.slots.items():
+            if slots.get(name, _GONE) is not value:
+                obj.set_slot(name, value)
+
+
+def savepoint_of(obj, detached=False):
+    """A savepoint of the transaction ``obj``'s connection is in; for an object in no
+    connection, a ``Detached`` record with ``detached`` (else None)."""
     jar = obj._p_jar
     if jar is None:
-        return None
+        return Detached(obj) if detached else None
     try:
         return jar.transaction_manager.get().savepoint(optimistic=True)
     except Exception as e:   # no transaction begun (explicit mode) or a manager without savepoints
@@ -129,6 +167,9 @@ def savepoint_of(obj):
 
 def undo_to(savepoint, obj):
     if savepoint is None:
+        return
+    if isinstance(savepoint, Detached):
+        savepoint.rollback()
         return
     try:
         savepoint.rollback()

@@ -356,6 +356,10 @@ ATTACKS += [
     Attack("popitem-last", "persistence",
            fn("self.cfg['z'] = 1\nk, v = self.cfg.popitem()\nself.text = k\nreturn k"),
            "ok", after={"target.text": "z", "target.cfg": {"a": {"b": 1}}}),
+    Attack("raw-data-append", "persistence", fn("self.items.data.append(3)\nreturn 1"),
+           "fails", kind="AttributeError"),
+    Attack("raw-data-set", "persistence", fn("self.tags.data.add('y')\nreturn 1"),
+           "fails", kind="AttributeError"),
     Attack("store-deque", "persistence",
            fn("import collections\nself.q = collections.deque([1])\nself.q.append(2)\nreturn 1"),
            "fails", kind="TypeError"),
@@ -377,7 +381,9 @@ ATTACKS += [
         "list-range", "big-power", "output-big-string", "recursion", "append-then-raise",
         "write-then-limit", "append-persists", "counts-augitem-persists", "alias-imul-list",
         "alias-ixor-set", "alias-isub-set", "alias-iand-set", "popitem-last", "store-deque",
-        "store-bytearray", "store-chainmap", "store-namedtuple-with-list")]
+        "store-bytearray", "store-chainmap", "store-namedtuple-with-list",
+        "finally-writes-after-failure", "generator-kept-in-default", "raw-data-append",
+        "raw-data-set")]
 ATTACKS += [
     Attack("owner-repeat-huge", "limits", fn("return len('x' * 10**10)"), "fails", kind="memory",
            author="console"),

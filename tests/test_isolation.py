@@ -487,3 +487,16 @@ def test_a_clone_does_not_share_its_originals_grants(mem_image):
         assert not (getattr(kid.lookup("f"), "grants", None) or {})
         grant(kid, "f", "parents", by="test")
         assert set(t.lookup("f").grants) == {"others"}
+
+
+def test_an_owner_method_on_a_receiver_not_stored_yet_is_all_or_nothing(mem_image):
+    """No savepoint covers it: the call keeps a record of the receiver's own data instead."""
+    src = ("def f(self):\n    self.items.append(2)\n    self.cfg['k'].append(1)\n"
+           "    self.n = 3\n    self.extra = 1\n    return 1 / 0\n")
+    t = UvmObject(name="fresh", items=[1], cfg={"k": []}, n=1)
+    install(t, "f", src, {"author": "console"})
+    items = t.items
+    with pytest.raises(ZeroDivisionError):
+        t.f()
+    assert list(t.items) == [1] and t.items is items and list(t.cfg["k"]) == []
+    assert t.n == 1 and "extra" not in t.slot_names()
