@@ -28,17 +28,21 @@ invalidated by another commit, rolled back or ghosted (see ``slots.py``).
 import keyword
 
 from persistent import GHOST, Persistent
+from persistent.list import PersistentList
+from persistent.mapping import PersistentMapping
 from zope.interface import implementer
 
 from . import extension
 from .errors import DelegationCycle, DoesNotUnderstand, SlotError
 from .interfaces import IPrototype
 from .method import BoundMethod, Method, install
-from .persist import Unstorable, tracked
+from .clone import _copy
+from .persist import PersistentSet, Unstorable, tracked
 from .slots import Slots, is_parent_name
 
 _psa = Persistent.__setattr__
 _MISSING = object()
+_CONTAINERS = (PersistentList, PersistentMapping, PersistentSet)
 
 
 class Message:
@@ -179,6 +183,11 @@ class UvmObject(Persistent):
             if any(o is self for o in value.lookup_chain()):
                 raise DelegationCycle([self] + _path_to(value, self) + [self])
         else:
+            if (type(value) in _CONTAINERS and value._p_jar is not None
+                    and self._slots.data.get(name) is not value):
+                # stored in another slot already: this one gets its own copy, so that a
+                # container has one owner, where it is stored, whatever path reads it later
+                value = _copy(value, {})
             value = _tracked(name, value, self._p_jar)   # plain containers become tracked
         slots = self._slots
         slots[name] = value              # tracked write; every cached read of it is forgotten

@@ -189,12 +189,6 @@ def tracked(value, memo=None, jar=None):
     if isinstance(value, UNSTORABLE) or _is_unstorable(value):
         raise Unstorable(f"a {t.__name__} cannot be stored in the image; store plain data "
                          "(numbers, text, lists, dicts, sets) or prototype objects")
-    if t in (PersistentList, PersistentMapping, PersistentSet) and value._p_jar is not None:
-        # already stored in another slot: this slot gets its own copy, so that a container
-        # has one owner, the one it is stored in, whatever path it is read through later
-        from .clone import _copy
-        value = memo[key] = _copy(value, {})
-        t = type(value)
     if t is PersistentList:
         memo[key] = value
         for i, v in enumerate(value.data):
