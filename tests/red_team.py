@@ -7,7 +7,8 @@ The image each runs against (see ``red_team_run.setup``):
 
 - ``target``: items=[1, 2], cfg={'a': {'b': 1}}, counts={}, tags={'x'}, n=5,
   text='hello', friend=other, boss=hermes, parent ``traits``; an owner-written
-  ``helper`` (returns n);
+  ``helper`` (returns n); ungranted mind methods ``make_writer`` (returns a
+  closure writing ``friend.secret``) and ``make_gen`` (a generator doing so);
 - ``other``: items=[1], identity='i', secret='s', a method ``greet``;
 - ``traits.method_limits``: 1 s, 64 MB, 256 KB.
 
@@ -38,6 +39,7 @@ class Attack:
     limits: dict = None         # traits.method_limits for this attack
     author: str = "mind"        # "console": an owner's method, run in process
     repeat: int = 1             # calls, each in its own transaction (state carried across)
+    grants: tuple = ()          # what the owner granted the attack's method
 
 
 def fn(body, params="self"):
@@ -356,6 +358,15 @@ ATTACKS += [
     Attack("popitem-last", "persistence",
            fn("self.cfg['z'] = 1\nk, v = self.cfg.popitem()\nself.text = k\nreturn k"),
            "ok", after={"target.text": "z", "target.cfg": {"a": {"b": 1}}}),
+    # a grant lent to code another method made (issue 29): bound to its maker's rights
+    Attack("granted-runs-ungranted-closure", "persistence", fn("self.make_writer()()\nreturn 1"),
+           "fails", kind="PermissionError", grants=("others",)),
+    Attack("granted-iterates-ungranted-generator", "persistence",
+           fn("for _ in self.make_gen():\n    pass\nreturn 1"), "fails", kind="PermissionError",
+           grants=("others",)),
+    Attack("granted-own-closure-writes", "persistence",
+           fn("def w():\n    self.friend.secret = 'mine'\nw()\nreturn 1"), "ok",
+           after={"other.secret": "mine"}, grants=("others",)),
     Attack("raw-data-append", "persistence", fn("self.items.data.append(3)\nreturn 1"),
            "fails", kind="AttributeError"),
     Attack("raw-data-set", "persistence", fn("self.tags.data.add('y')\nreturn 1"),

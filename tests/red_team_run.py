@@ -25,6 +25,11 @@ from persistent.mapping import PersistentMapping  # noqa: E402
 
 LIMITS = {"seconds": 1.0, "memory_mb": 64.0, "output_kb": 256.0}
 HELPER = "def helper(self):\n    return self.n\n"
+MAKERS = {
+    "make_writer": "def make_writer(self):\n    def w():\n        self.friend.secret = 'pwned'\n"
+                   "    return w\n",
+    "make_gen": "def make_gen(self):\n    self.friend.secret = 'pwned'\n    yield 1\n",
+}
 PROBE = "def probe(self, x):\n    self.seen.append(x)\n    return len(self.seen)\n"
 
 
@@ -41,6 +46,8 @@ def setup(root, limits):
                           "text": "hello", "friend": other, "boss": root["hermes"],
                           "seen": []})
     install(target, "helper", HELPER, {"author": "console"})
+    for name, src in MAKERS.items():        # ungranted mind methods that hand out code
+        install(target, name, src, {"author": "mind"})
     root["other"], root["target"] = other, target
 
 
@@ -103,6 +110,7 @@ def main(attack_id, folder):
     from image import open_image
     from image.dump import dump
     from kernel.schema import bootstrap
+    from prototypes.capabilities import grant
     from prototypes.method import install
 
     attack = IDS[attack_id]
@@ -120,6 +128,8 @@ def main(attack_id, folder):
         install(target, "probe", PROBE, {"author": "mind"})
         if verdict.accepted:
             install(target, verdict.function, attack.source, {"author": attack.author})
+            for kind in attack.grants:
+                grant(target, verdict.function, kind, by="red team")
     workers.POOL.warm(1)        # the call's time is the method's, not a worker's start
     before = dump(img.storage)
     rss0 = lim.rss()
