@@ -500,3 +500,29 @@ def test_an_owner_method_on_a_receiver_not_stored_yet_is_all_or_nothing(mem_imag
         t.f()
     assert list(t.items) == [1] and t.items is items and list(t.cfg["k"]) == []
     assert t.n == 1 and "extra" not in t.slot_names()
+
+
+def test_a_generator_left_suspended_never_runs_after_its_call(mem_image):
+    """Its ``finally`` (300 MB, then a busy loop) would run once a collection found it: in
+    the call's own process, which exits without collecting, it never runs, so the worker
+    is not held up and the next call is not slowed."""
+    src = ("def f(self):\n    def g(box):\n        try:\n            yield 1\n"
+           "        finally:\n            x = 'a' * (300 * 2 ** 20)\n"
+           "            while len(x):\n                pass\n"
+           "    box = []\n    it = g(box)\n    next(it)\n    box.append(it)\n    return 1\n")
+    with mem_image.transaction() as conn:
+        t = _target(conn, n=1)
+        t.method_limits = {"seconds": 5.0, "memory_mb": 400.0, "output_kb": 256.0}
+        install(t, "f", src, {"author": "mind"})
+        install(t, "g2", "def g2(self):\n    return self.n\n", {"author": "mind"})
+    workers.POOL.close()
+    workers.POOL.size = 1
+    try:
+        with mem_image.transaction() as conn:
+            assert conn.root()["target"].f() == 1
+        replaced = workers.POOL.replaced
+        with mem_image.transaction() as conn:
+            assert conn.root()["target"].g2() == 1
+        assert workers.POOL.replaced == replaced        # no worker was stuck in a finally
+    finally:
+        workers.POOL.size = 2
