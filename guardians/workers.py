@@ -313,8 +313,8 @@ def run(request, serve, limits, what="method"):
                                      "running it was stopped")
 
     def crashed(how):
-        return LimitExceeded("crash", f"{what} crashed the process running it ({how}); the "
-                                      "image is unchanged")
+        return LimitExceeded("crash", f"{what} crashed the worker process running it ({how}); "
+                                      "the image is unchanged")
     try:
         w.chan.send(request, deadline)
         if request.get("op") == "call":
