@@ -31,30 +31,40 @@ class _Attr(ctypes.Structure):
     _fields_ = [("fs", ctypes.c_uint64), ("net", ctypes.c_uint64), ("scoped", ctypes.c_uint64)]
 
 
+_built = None           # (libc, attr, size, version), made once in the worker before it forks
+
+
 def _libc():
-    return ctypes.CDLL(None, use_errno=True)
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.syscall.restype = ctypes.c_long
+    return libc
 
 
 def abi():
     """The kernel's Landlock ABI version; raise Unsupported where there is none."""
     if os.uname().sysname != "Linux" or platform.machine() not in ("x86_64", "aarch64"):
         raise Unsupported("Landlock is a Linux facility (x86_64 and aarch64 here)")
-    libc = _libc()
-    libc.syscall.restype = ctypes.c_long
-    v = libc.syscall(_CREATE, None, ctypes.c_size_t(0), ctypes.c_uint32(_VERSION))
+    v = _libc().syscall(_CREATE, None, ctypes.c_size_t(0), ctypes.c_uint32(_VERSION))
     if v < 1:
         raise Unsupported(f"no Landlock in this kernel: {os.strerror(ctypes.get_errno())}")
     return int(v)
 
 
+def build():
+    """Ask the kernel's ABI and prepare the ruleset, so that a call's process only applies it."""
+    global _built
+    if _built is None:
+        version = abi()
+        fs = (1 << _FS_BITS.get(version, 16)) - 1
+        attr = _Attr(fs, _NET_ALL if version >= 4 else 0, _SCOPE_ALL if version >= 6 else 0)
+        size = 8 if version < 4 else 16 if version < 6 else 24
+        _built = _libc(), attr, size, version
+    return _built
+
+
 def restrict():
     """Refuse this process (and anything it could start) every handled access; return the ABI."""
-    version = abi()
-    fs = (1 << _FS_BITS.get(version, 16)) - 1
-    attr = _Attr(fs, _NET_ALL if version >= 4 else 0, _SCOPE_ALL if version >= 6 else 0)
-    size = 8 if version < 4 else 16 if version < 6 else 24
-    libc = _libc()
-    libc.syscall.restype = ctypes.c_long
+    libc, attr, size, version = build()
     fd = libc.syscall(_CREATE, ctypes.byref(attr), ctypes.c_size_t(size), ctypes.c_uint32(0))
     if fd < 0:
         raise Unsupported(f"landlock_create_ruleset: {os.strerror(ctypes.get_errno())}")

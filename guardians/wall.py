@@ -90,7 +90,7 @@ def _other_user():
     if os.geteuid() != 0:       # unprivileged: a user namespace of its own, with no network
         if not sys.platform.startswith("linux"):
             return False
-        libc = ctypes.CDLL(None, use_errno=True)
+        libc = _libc or ctypes.CDLL(None, use_errno=True)
         if libc.unshare(CLONE_NEWUSER | CLONE_NEWNET) != 0:
             raise OSError(ctypes.get_errno(), "unshare: " + os.strerror(ctypes.get_errno()))
         return True
@@ -100,10 +100,13 @@ def _other_user():
     return True
 
 
+_libc = None            # the C library, opened once in the worker before it forks
+
+
 def _not_dumpable():
     if not sys.platform.startswith("linux"):
         return False
-    return ctypes.CDLL(None, use_errno=True).prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) == 0
+    return (_libc or ctypes.CDLL(None, use_errno=True)).prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) == 0
 
 
 def _seatbelt():
@@ -118,10 +121,14 @@ def _seatbelt():
 
 def build():
     """Prepare what each call's process installs (in the worker, before it forks)."""
-    try:
-        seccomp.build()
-    except OSError:
-        pass                    # not this platform: enter() reports it missing
+    global _libc
+    if sys.platform.startswith("linux"):
+        _libc = ctypes.CDLL(None, use_errno=True)
+    for prepare in (seccomp.build, landlock.build):
+        try:
+            prepare()
+        except OSError:
+            pass                # not this platform: enter() reports it missing
 
 
 def enter(nofile, required=None):
