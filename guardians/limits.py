@@ -36,7 +36,6 @@ import threading
 import time
 import types
 
-from image.errors import SettingsError
 
 DEFAULTS = {"seconds": 2.0, "memory_mb": 64.0, "output_kb": 1024.0}
 # Multiplying two ints of 2M bits takes ~50 ms; 8x that, ~1.5 s (Karatsuba).
@@ -145,6 +144,7 @@ def check(limits) -> dict:
         else:
             settings[key] = float(value)
     if problems:      # the same error, worded the same way, as every other settings slot
+        from image.errors import SettingsError      # here: a worker never loads the image package
         raise SettingsError("method_limits has bad settings: " + "; ".join(problems)
                             + f". The settings are: {', '.join(DEFAULTS)}")
     return settings

@@ -398,7 +398,18 @@ def restricted_errors(tree):
 
 def compile_rewritten(tree, fn_name, name, metered=True, renamed=None):
     """RestrictedPython-compile a vetted, rewritten tree; return the function."""
+    return define(*restricted_code(tree, fn_name, name, metered, renamed))
+
+
+def restricted_code(tree, fn_name, name, metered=True, renamed=None):
+    """The code that defines the method, compiled and not run: ``define`` runs it. (An
+    isolated worker compiles once, outside the wall, and defines in each call's process,
+    behind it: defining evaluates default values, and that is method code.)"""
     code = compile_restricted(tree, filename=f"<method {name}>", mode="exec", policy=Policy)
+    return code, fn_name, name, metered, renamed
+
+
+def define(code, fn_name, name, metered=True, renamed=None):
     glb = safe_globals(name, metered)
     exec(code, glb)      # defines the function only; its body runs under the guards
     fn = glb[(renamed or {}).get(fn_name, fn_name)]
@@ -417,9 +428,14 @@ def unrename(text, fn):
 
 def compile_method(source, name="<method>", metered=True):
     """Vet and compile method source; raises GuardianRejection if refused."""
+    return define(*compile_code(source, name, metered))
+
+
+def compile_code(source, name="<method>", metered=True):
+    """Vet and compile method source to ``define``'s arguments, running none of it."""
     from . import vet
     from .rewrite import renames
     verdict = vet(source, name=name, covenant_check=False, metered=metered)
     verdict.raise_if_rejected()
-    return compile_rewritten(verdict.tree, verdict.function, name, metered,
-                             renames(ast.parse(source)))
+    return restricted_code(verdict.tree, verdict.function, name, metered,
+                           renames(ast.parse(source)))

@@ -28,26 +28,35 @@ import time
 
 from . import modules, wall, wire
 from .remote import Session
-from .sandbox import compile_method, unrename
+from .sandbox import compile_code, define, unrename
 
-_compiled = {}          # (source, name) -> function, compiled in the zygote, run only in children
+_compiled = {}          # (source, name) -> how to define it: compiled in the zygote, never run there
 _MARGIN = 0.05          # of the ceiling: address space for the child's own bookkeeping in a call
 CLOSED = 75             # a child's exit status: the host closed the pipe (or said exit)
 BYPASS = "bypass_"      # tests only (BATOS_TEST_BYPASS=1): methods so named run as plain Python
 
 
 def compiled(source, name):
-    """The function for ``source``; each call's process gets its own copy of it by forking."""
-    fn = _compiled.get((source, name))
-    if fn is None:
+    """A fresh function for ``source``, defined in this process.
+
+    Compiling (the costly part) is done once and kept, so a worker that compiled a
+    method hands it to every call's process by forking. Defining runs method code
+    (default values, decorators), so it happens in the call's process, behind the wall,
+    never in the worker.
+    """
+    make = _compiled.get((source, name))
+    if make is None:
         if len(_compiled) > 512:
             _compiled.clear()
-        if name.startswith(BYPASS) and os.environ.get("BATOS_TEST_BYPASS") == "1":
-            fn = _plain(source, name)
-        else:
-            fn = compile_method(source, name, metered=False)
-        _compiled[(source, name)] = fn
-    return fn
+        make = _compiled[(source, name)] = _compile(source, name)
+    return make()
+
+
+def _compile(source, name):
+    if name.startswith(BYPASS) and os.environ.get("BATOS_TEST_BYPASS") == "1":
+        return lambda: _plain(source, name)
+    args = compile_code(source, name, metered=False)
+    return lambda: define(*args)
 
 
 def _plain(source, name):
@@ -230,8 +239,12 @@ def learned(learn):
         except (wire.WireError, BlockingIOError):
             return
         if isinstance(msg, dict) and msg.get("op") == "learn":
+            source, name = str(msg["src"]), str(msg["name"])
             try:
-                compiled(str(msg["src"]), str(msg["name"]))
+                if (source, name) not in _compiled:     # compiled only: nothing of it runs
+                    if len(_compiled) > 512:
+                        _compiled.clear()
+                    _compiled[(source, name)] = _compile(source, name)
             except Exception:       # noqa: BLE001 - a call's own process reports why
                 pass
 

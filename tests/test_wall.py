@@ -54,6 +54,8 @@ def test_a_bypassed_method_can_do_none_of_what_it_tries(bypass):
 @linux
 def test_the_image_and_its_folder_are_untouched(bypass):
     assert bypass["unchanged"] and bypass["size_unchanged"] and not bypass["planted"], bypass
+    assert not bypass["planted_default"], "a default value ran in the worker, outside the wall"
+    assert all("PermissionError" in r for r in bypass["default"]), bypass["default"]
 
 
 @linux

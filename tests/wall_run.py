@@ -120,6 +120,12 @@ def main(folder):
         traits.method_limits = {"seconds": 1.0, "memory_mb": 64.0, "output_kb": 256.0}
         target = UvmObject(**{"name": "target", "parent*": traits, "n": 5})
         other = UvmObject(**{"name": "other", "parent*": traits, "n": 7})
+        # default values are evaluated where a method is defined: in the call's process,
+        # never in the worker (which has no wall), even for a method the worker compiled
+        planted = os.path.join(folder, "planted_by_default.py")
+        src = (f"def bypass_default(self, folder, host, x=open({planted!r}, 'w').write('x')):\n"
+               "    return 'defined'\n")
+        target.set_slot("bypass_default", Method("bypass_default", src, {"author": "mind"}))
         for name, body in {**ATTEMPTS, **FRAMES}.items():
             # set, not installed: the bypass is what RestrictedPython would have refused
             target.set_slot(f"bypass_{name}", Method(f"bypass_{name}", method(name, body),
@@ -147,6 +153,9 @@ def main(folder):
         with img.view() as root:
             return root["other"].get_n()
 
+    # the worker learns it after the first call: all three count
+    out["default"] = [call("default")[0] for _ in range(3)]
+    out["planted_default"] = os.path.exists(os.path.join(folder, "planted_by_default.py"))
     for name in ATTEMPTS:
         out["attempts"][name] = call(name)[0]
         out.setdefault("next", []).append(next_call())
