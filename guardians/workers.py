@@ -239,7 +239,11 @@ class Pool:
                     # a second worker, so that calls in a row alternate: each worker's next
                     # call process enters its wall while the other worker serves a call
                     threading.Thread(target=self._spare, daemon=True).start()
-                return Worker(self.bypass, self.wall)
+                try:
+                    return Worker(self.bypass, self.wall)
+                except WorkerError as e:    # once more: a start can die of something passing
+                    log.warning("%s; starting another", e)
+                    return Worker(self.bypass, self.wall)
             if not w.ready:
                 try:
                     w.wait_ready(time.monotonic() + READY_WAIT)
