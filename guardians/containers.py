@@ -58,3 +58,25 @@ def unimplemented(cls, kind):
         if owner is None or owner is kind or owner is object:
             missing.add(name)
     return missing
+
+
+class SetInPlace:
+    """A set's in-place operators as its named updates, for a stand-in whose updates are
+    the ones that record the change (``update``, ``intersection_update``, ...)."""
+    __slots__ = ()
+
+    def __ior__(self, other):
+        self.update(other)
+        return self
+
+    def __iand__(self, other):
+        self.intersection_update(other)
+        return self
+
+    def __isub__(self, other):
+        self.difference_update(other)
+        return self
+
+    def __ixor__(self, other):
+        self.symmetric_difference_update(other)
+        return self

@@ -18,6 +18,7 @@ import sys
 import types
 
 from . import wire
+from .containers import SetInPlace
 from .sandbox import SandboxError, register_alias
 
 
@@ -388,7 +389,7 @@ class RDict(_Tracked, dict):
         self._send("clear")
 
 
-class RSet(_Tracked, set):
+class RSet(_Tracked, SetInPlace, set):
     __slots__ = ("_s", "_h")
 
     def add(self, x):
@@ -429,21 +430,6 @@ class RSet(_Tracked, set):
     def symmetric_difference_update(self, other):
         self._replace(set(self) ^ set(other))
 
-    def __ior__(self, other):
-        self.update(other)
-        return self
-
-    def __iand__(self, other):
-        self.intersection_update(other)
-        return self
-
-    def __isub__(self, other):
-        self.difference_update(other)
-        return self
-
-    def __ixor__(self, other):
-        self.symmetric_difference_update(other)
-        return self
 
 
 class RMessage:

@@ -19,9 +19,12 @@ from persistent import Persistent
 from persistent.list import PersistentList
 from persistent.mapping import PersistentMapping
 
+from guardians.containers import SetInPlace
 
-class PersistentSet(Persistent):
-    """A set whose in-place changes ZODB sees (the ``set`` API, results of operators plain)."""
+
+class PersistentSet(SetInPlace, Persistent):
+    """A set whose in-place changes ZODB sees (the ``set`` API, results of operators plain;
+    ``|=``, ``&=``, ``-=``, ``^=`` in place, so an alias of the slot's set sees them too)."""
 
     def __init__(self, items=()):
         self.data = set(items)
@@ -93,23 +96,6 @@ class PersistentSet(Persistent):
     def symmetric_difference_update(self, other):
         self.data.symmetric_difference_update(other)
         self._changed()
-
-    # in place, as set does: an alias of the slot's set sees the change, and so does ZODB
-    def __ior__(self, other):
-        self.update(other)
-        return self
-
-    def __iand__(self, other):
-        self.intersection_update(other)
-        return self
-
-    def __isub__(self, other):
-        self.difference_update(other)
-        return self
-
-    def __ixor__(self, other):
-        self.symmetric_difference_update(other)
-        return self
 
     def __or__(self, other):
         return self.data | set(other)
