@@ -46,10 +46,37 @@ def packet(embedder, mind, prompt, answer, **kw) -> Exchange:
                     kw.pop("when", None) or time.time(), **kw)
 
 
-def record(root, exchange) -> str:
-    key = new_key(exchange.time)
+def record(root, exchange, tick=0, at=None) -> str:
+    """Insert ``exchange`` under a key of when it is recorded (``at``, default its time), so
+    curation's cursor sees imported past exchanges; recallable from this commit on."""
+    from . import recall
+    key = new_key(at or exchange.time, tick)
     root[exchange.mind].ledger[key] = exchange
+    recall.note(root, exchange.mind, key)
     return key
+
+
+def prune(root, mind, *, before=None, rating=None, keep_rated=True) -> list:
+    """Remove exchanges from ``mind``'s ledger and recall: those older than ``before`` (epoch
+    seconds), or rated ``rating``. With ``keep_rated`` an exchange rated good survives age.
+    Returns the keys removed (in the caller's transaction)."""
+    from . import recall
+    if before is None and rating is None:
+        raise ValueError("say what to prune: an age (before) or a rating")
+    if rating is not None and rating not in RATINGS:
+        raise ValueError(f"a rating is one of {', '.join(RATINGS)}, not {rating!r}")
+    ledger = root[mind].ledger
+    gone = []
+    for key, ex in ledger.items():
+        old = before is not None and (ex.time or 0) < before
+        if old and keep_rated and ex.signals.get("rating") == "good":
+            old = False
+        if old or (rating is not None and ex.signals.get("rating") == rating):
+            gone.append(key)
+    for key in gone:
+        del ledger[key]
+    recall.forget(root, mind, gone)
+    return gone
 
 
 def rate(root, mind, key, rating, note=None):

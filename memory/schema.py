@@ -1,14 +1,42 @@
-"""The bifocal memory's well-known prototype: ``memory`` (corpora and mounts)."""
+"""The bifocal memory's well-known prototype: ``memory`` (corpora, mounts, and each mind's
+recall index, notebook and conversation summaries)."""
 from BTrees.OOBTree import OOBTree
 from persistent.mapping import PersistentMapping
 
 from prototypes import UvmObject
 from prototypes.bootstrap import Part
 
+MINDS = ("orai", "hermes")
+# made with the image, so that two first writers never race to create them
+TABLES = ("recall", "notebooks", "summaries")
+
+
+def _tables():
+    from .notebook import Notebook
+    from .recall import RecallIndex
+    return {"recall": OOBTree({m: RecallIndex(m) for m in MINDS}),
+            "notebooks": OOBTree({m: Notebook(m) for m in MINDS}),
+            "summaries": OOBTree({m: OOBTree() for m in MINDS})}
+
 
 def _make(env):
     return {"memory": UvmObject(**{"name": "memory", "parent*": env["traits"],
-                                   "corpora": OOBTree(), "mounts": PersistentMapping()})}
+                                   "corpora": OOBTree(), "mounts": PersistentMapping(),
+                                   **_tables()})}
 
 
-MEMORY = Part("memory", ("memory",), _make)
+def _upgrades(root):
+    """An image made before recall, notebooks and summaries."""
+    memory = root.get("memory")
+    if memory is None:
+        return []
+    return [t for t in TABLES if memory.lookup(t, None) is None]
+
+
+def _upgrade(root, todo):
+    made = _tables()
+    for t in todo:
+        root["memory"].set_slot(t, made[t])
+
+
+MEMORY = Part("memory", ("memory",), _make, _upgrades, _upgrade)

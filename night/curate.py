@@ -8,7 +8,9 @@ phrases, replay share). An exchange scores from real signals:
   ``window_seconds``): approval phrases raise it, correction phrases lower
   it, and a re-query (the owner asks the same thing again: most words
   shared) lowers it;
-* a step of a multi-step mission that completed raises it.
+* a step of a multi-step mission that completed raises it;
+* an exchange that put a line in the mind's notebook (the owner asked it to
+  remember something) raises it: the night makes that memory instinct too.
 
 Then: noise goes (acknowledgements, answers too short), what scores below the
 threshold goes, secrets and personal data are redacted, near-duplicates
@@ -34,7 +36,7 @@ from .redact import redact
 from .schema import cursor
 
 WEIGHTS = {"good": 3.0, "bad": -3.0, "approval": 1.0, "correction": -2.0, "requery": -1.0,
-           "delegated": 0.5}
+           "delegated": 0.5, "noted": 1.0}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -150,7 +152,7 @@ def curate(root, mind, since=None) -> Curated:
                 vector=np.frombuffer(ledger[k].vector, dtype="<f4") if ledger[k].vector else None)
             for k in keys]
     exchanges = [ledger[k] for k in keys]
-    _score(root, rows, exchanges, s)
+    _score(root, rows, exchanges, s, _noted(root, mind))
     kept = [r for r in rows if r.decision == "kept"]
     _dedup(kept, s["dedup_cosine"])
     kept = [r for r in kept if r.decision == "kept"]
@@ -168,7 +170,14 @@ def _words(text):
     return text.lower().strip().strip("!.?").strip()
 
 
-def _score(root, rows, exchanges, s):
+def _noted(root, mind) -> set:
+    """Keys of the exchanges that gave the mind's notebook a version it wrote."""
+    from memory import notebook
+    nb = notebook.get(root, mind)
+    return {v["exchange"] for v in nb.versions.values() if v["by"] == "mind"} if nb else set()
+
+
+def _score(root, rows, exchanges, s, noted=frozenset()):
     w = s["weights"]
     acks = set(s["acknowledgements"])
     for i, (row, ex) in enumerate(zip(rows, exchanges)):
@@ -194,6 +203,9 @@ def _score(root, rows, exchanges, s):
         if mission is not None and len(mission.plan) > 1 and mission.state == "COMPLETE":
             row.score += w["delegated"]
             row.reasons.append("step of a completed multi-step mission")
+        if row.key in noted:
+            row.score += w["noted"]
+            row.reasons.append("the owner asked to remember it (notebook)")
         if _words(row.prompt) in acks:
             row.decision = "dropped: acknowledgement"
         elif len(row.answer.split()) < s["min_answer_words"]:

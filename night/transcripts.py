@@ -7,7 +7,12 @@ Two JSONL formats, one conversation per line:
 
 Each user turn followed by an assistant turn is one exchange. A rating
 ("good"/"bad") may sit on the line (every exchange of it) or on an assistant
-turn (that exchange). The whole file is read and checked first: one bad line
+turn (that exchange). So may a ``timestamp`` (ISO 8601, or seconds since the
+epoch): an exchange happened at its user turn's timestamp, else its
+assistant turn's, else the line's; with none, at the import. Recall shows it
+as that exchange's date; its ledger key is still the import's time (file
+order), so the night's curation, which reads the ledger after its cursor,
+sees imported exchanges. The whole file is read and checked first: one bad line
 and nothing is imported, with every bad line named. Embedding runs outside
 any transaction; exchanges are recorded in batches of short transactions.
 """
@@ -16,7 +21,6 @@ import time
 from pathlib import Path
 
 from image.errors import ImageError
-from image.keys import new_key
 from memory.ledger import RATINGS, Exchange
 
 BATCH = 500
@@ -29,7 +33,7 @@ class TranscriptError(ImageError):
 
 
 def read_transcripts(path) -> list:
-    """``[(prompt, answer, signals)]`` from a JSONL file; raises naming every bad line."""
+    """``[(prompt, answer, signals, when or None)]`` from a JSONL file; raises naming every bad line."""
     path = Path(path)
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
@@ -57,15 +61,17 @@ def _conversation(data, where):
     if not isinstance(data, dict):
         raise TypeError("not a JSON object")
     if "messages" in data:
-        turns = [(_ROLES.get(t["role"]), t["content"], t.get("rating")) for t in data["messages"]]
+        turns = [(_ROLES.get(t["role"]), t["content"], t.get("rating"), _when(t.get("timestamp")))
+                 for t in data["messages"]]
     elif "conversations" in data:
-        turns = [(_ROLES.get(t["from"]), t["value"], t.get("rating"))
+        turns = [(_ROLES.get(t["from"]), t["value"], t.get("rating"), _when(t.get("timestamp")))
                  for t in data["conversations"]]
     else:
         raise ValueError('no "messages" or "conversations" list')
     line_rating = _rating(data.get("rating"))
-    out, prompt = [], None
-    for role, content, rating in turns:
+    line_when = _when(data.get("timestamp"))
+    out, prompt, asked = [], None, None
+    for role, content, rating, when in turns:
         if role is None:
             raise ValueError("a turn has an unknown role")
         if isinstance(content, list):          # OpenAI content parts
@@ -73,15 +79,33 @@ def _conversation(data, where):
         if not isinstance(content, str):
             raise TypeError(f"a {role} turn has no text")
         if role == "user":
-            prompt = content
+            prompt, asked = content, when
         elif role == "assistant" and prompt is not None:
             signals = {"source": "import", "file": where}
             r = _rating(rating) or line_rating
             if r:
                 signals["rating"] = r
-            out.append((prompt, content, signals))
+            out.append((prompt, content, signals, asked or when or line_when))
             prompt = None
     return out
+
+
+def _when(value):
+    """Seconds since the epoch from ISO 8601 text or a number; None if absent."""
+    import datetime as dt
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise ValueError(f"timestamp {value!r} is neither ISO 8601 text nor epoch seconds")
+    if isinstance(value, (int, float)):
+        return float(value)
+    try:
+        text = str(value).strip()
+        stamp = dt.datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)
+    except ValueError:
+        raise ValueError(f"timestamp {value!r} is neither ISO 8601 text (2024-05-04T09:30:00Z) "
+                         "nor epoch seconds") from None
+    return stamp.timestamp()
 
 
 def _rating(value):
@@ -97,19 +121,22 @@ def import_transcripts(img, mind, path, embedder, progress=None) -> int:
     """Read, embed, then record every exchange in ``mind``'s ledger; return how many."""
     from mindhost.minds import check_mind
     check_mind(mind)
+    from memory import recall
+    from memory.ledger import record
     pairs = read_transcripts(path)
-    vectors = embedder.encode([f"{p}\n{a}" for p, a, _ in pairs])
+    vectors = embedder.encode([f"{p}\n{a}" for p, a, _, _ in pairs])
     start = time.time()
-    exchanges = [Exchange(mind, p, a, v.astype("<f4").tobytes(), start + i * 1e-6, signals=s)
-                 for i, ((p, a, s), v) in enumerate(zip(pairs, vectors))]
+    # keys keep file order to the microsecond among exchanges of one time (float times collide)
+    exchanges = [(Exchange(mind, p, a, v.astype("<f4").tobytes(), w or start, signals=s), i)
+                 for i, ((p, a, s, w), v) in enumerate(zip(pairs, vectors))]
     for i in range(0, len(exchanges), BATCH):
         batch = exchanges[i:i + BATCH]
 
-        def write(root, batch=batch, first=i):
-            ledger = root[mind].ledger
-            for j, ex in enumerate(batch):       # keys in file order, to the microsecond
-                ledger[new_key(start, tick=first + j)] = ex
+        def write(root, batch=batch):
+            for ex, tick in batch:
+                record(root, ex, tick, at=start)
         img.run(write, note=f"{mind}: {len(batch)} exchanges imported from {Path(path).name}")
         if progress is not None:
             progress(len(batch))
+    recall.flush(img, mind, at_least=1)
     return len(exchanges)

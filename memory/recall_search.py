@@ -1,0 +1,220 @@
+"""Finding a mind's past exchanges: the recall segments held in this process, and the ranker.
+
+One row is one exchange, so the page machinery of corpus search (files of
+many chunks) has nothing to add: a row's hybrid score is its BM25 (zope's
+Okapi formula, as search.py) plus its cosine to the query, each as a z-score
+over the 50 best allowed rows, so that the two meet on one scale. Segments
+are scored where they lie (no concatenated copy of the vectors), and a new
+pending exchange costs one tokenisation, not a reload: at 100k exchanges a
+query is a matrix-vector product and a few posting lists (bench/recall.py).
+"""
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import accel
+from .lexicon import query_terms
+from .recall import _arrays, _first_dim, _row, index_of
+
+TOP = 50                  # rows whose scores set each signal's scale
+_cache: dict = {}         # (image, mind) -> _Held
+_lock = threading.Lock()
+
+
+class _Seg:
+    """One segment's arrays, as the ranker reads them."""
+
+    def __init__(self, sid, arrays):
+        self.id = sid
+        self.docids = arrays["docids"].astype(np.int64)
+        self.times = arrays["times"].astype(np.float64)
+        self.doclen = arrays["doclen"].astype(np.float64)
+        self.vectors = np.ascontiguousarray(arrays["vectors"], dtype=np.float32)
+        self.keys = arrays["sources"][arrays["source_of"]] if len(self.docids) else \
+            np.zeros(0, "<U1")
+        self.indptr, self.rows, self.tf = arrays["indptr"], arrays["rows"], arrays["tf"]
+        self.word_pos = {str(w): i for i, w in enumerate(arrays["words"])}
+        self.alive = None             # None: every row; else a bool mask (pruned rows dead)
+
+    def __len__(self):
+        return len(self.docids)
+
+    def postings(self, word):
+        p = self.word_pos.get(word)
+        if p is None:
+            return None, None
+        a, b = self.indptr[p], self.indptr[p + 1]
+        return self.rows[a:b], self.tf[a:b]
+
+
+class View:
+    """A mind's exchanges as this process holds them: persisted segments + pending ones."""
+
+    def __init__(self, segs, pipeline, dim, model):
+        self.segs, self.pipeline, self.dim, self.model = segs, pipeline, dim, model
+        self.live = sum(int(s.alive.sum()) if s.alive is not None else len(s) for s in segs)
+        total = sum(float(s.doclen[s.alive].sum() if s.alive is not None else s.doclen.sum())
+                    for s in segs)
+        self.avgdl = total / self.live if self.live and total else 1.0
+
+    def __len__(self):
+        return self.live
+
+    def scores(self, query, qvec=None):
+        """``(keys, hybrid scores, allowed, times)`` over every row (text alone without
+        ``qvec``)."""
+        terms = query_terms(self.pipeline, query)
+        found = [[seg.postings(w) for seg in self.segs] for w in terms]
+        text, vec, ok = [], [], []
+        for j, seg in enumerate(self.segs):
+            t = np.zeros(len(seg), np.float64)
+            for per_seg in found:
+                rows, tf = per_seg[j]
+                if rows is None:
+                    continue
+                df = sum(len(r) for r, _ in per_seg if r is not None)
+                idf = np.log(1.0 + self.live / df)
+                norm = accel.K1 * ((1 - accel.B) + accel.B * seg.doclen[rows] / self.avgdl)
+                t += np.bincount(rows, weights=tf * (accel.K1 + 1) / (tf + norm) * idf,
+                                 minlength=len(seg))
+            text.append(t)
+            if qvec is not None:
+                vec.append(seg.vectors @ qvec)
+            ok.append(np.ones(len(seg), bool) if seg.alive is None else seg.alive)
+        ok = np.concatenate(ok) if ok else np.zeros(0, bool)
+        score = _z(np.concatenate(text), ok) if text else np.zeros(0)
+        if qvec is not None and vec:
+            score = score + _z(np.concatenate(vec).astype(np.float64), ok)
+        keys = np.concatenate([s.keys for s in self.segs]) if self.segs else np.zeros(0, "<U1")
+        times = np.concatenate([s.times for s in self.segs]) if self.segs else np.zeros(0)
+        return keys, score, ok, times
+
+
+def _z(x, ok):
+    vals = x[ok]
+    if not len(vals):
+        return x
+    best = vals if len(vals) <= TOP else np.partition(vals, len(vals) - TOP)[-TOP:]
+    sd = float(best.std())
+    return (x - float(best.mean())) / (sd if sd > 1e-9 else 1.0)
+
+
+def top(keys, score, ok, k):
+    """The ``k`` best allowed keys, best first, with their scores."""
+    s = np.where(ok, score, -np.inf)
+    n = min(k, int(ok.sum()))
+    if n <= 0:
+        return []
+    idx = np.argpartition(-s, n - 1)[:n]
+    idx = idx[np.argsort(-s[idx], kind="stable")]
+    return [(str(keys[i]), float(s[i])) for i in idx]
+
+
+# -- held in this process ---------------------------------------------------------------------
+class _Held:
+    def __init__(self, created):
+        self.created = created
+        self.segments = {}          # persisted segment id -> _Seg
+        self.rows = {}              # pending key -> recall._Row
+        self.view = None
+        self.state = None           # (version, pending keys) the view stands for
+
+
+def _image_key(img):
+    where = str(img.location)
+    if getattr(img.location, "kind", None) == "memory":
+        where = f"memory:{id(img.db)}"
+    return where
+
+
+def view(img, root, mind):
+    """The ``View`` of ``mind``'s exchanges as ``root`` sees them (None: none yet)."""
+    idx = index_of(root, mind)
+    if idx is None:
+        return None
+    ck = (_image_key(img), mind)
+    with _lock:
+        held = _cache.get(ck)
+        if held is None or held.created != idx.created:
+            held = _cache[ck] = _Held(idx.created)
+    pending = tuple(idx.pending)
+    if held.view is not None and held.state == (idx.version, pending):
+        return held.view
+    segs = []
+    dead = np.fromiter(idx.dead, dtype=np.int64) if len(idx.dead) else None
+    for s in idx.segments:
+        seg = held.segments.get(s["id"]) or _Seg(s["id"], accel.read(s["blob"], idx))
+        seg.alive = ~np.isin(seg.docids, dead) if dead is not None else None
+        segs.append(seg)
+    held.segments = {s.id: s for s in segs}
+    ledger = root[mind].ledger
+    dim = idx.dim or _first_dim(ledger, pending)
+    rows, keys = [], []
+    for key in pending:
+        row = held.rows.get(key)
+        if row is None:
+            ex = ledger.get(key)
+            if ex is None:
+                continue
+            row = held.rows[key] = _row(idx.pipeline, ex, dim)
+        rows.append(row)
+        keys.append(key)
+    for key in set(held.rows) - set(pending):
+        del held.rows[key]
+    if rows:
+        segs.append(_Seg(-1, _arrays(keys, rows, -np.arange(1, len(rows) + 1), mind, dim)))
+    if not segs:
+        return None
+    held.view = View(segs, idx.pipeline, dim, idx.model)
+    held.state = (idx.version, pending)
+    return held.view
+
+
+# -- finding ----------------------------------------------------------------------------------
+@dataclass
+class Recalled:
+    key: str
+    exchange: object         # live in the caller's connection
+    score: float
+    dated: bool = False      # on a day the request names
+
+
+def find(img, root, mind, query, *, k=30, now=None, exclude=(), embedder=None) -> list:
+    """``mind``'s past exchanges for ``query``, best first: first those of the days the query
+    names (dates.named_days), then the rest by hybrid score; ``exclude``: keys to leave out.
+    ``embedder``: the one that made the ledger's vectors (default: the bundled MiniLM); one
+    of another dimension ranks by text alone."""
+    import logging
+    import time
+
+    from .dates import day_range, named_days
+    from .embed import get_embedder
+    data = view(img, root, mind)
+    if data is None or not len(data):
+        return []
+    embedder = embedder or get_embedder()
+    qvec = None
+    if embedder.dim == data.dim:
+        qvec = embedder.encode([query])[0].astype(np.float32)
+    else:
+        logging.getLogger(__name__).warning(
+            "recall for %s: the embedder gives %d dimensions, the ledger holds %d; ranking "
+            "by text alone", mind, embedder.dim, data.dim)
+    exclude, seen, out = set(exclude), set(), []
+    ledger = root[mind].ledger
+    keys, score, allowed, times = data.scores(query, qvec)
+
+    def take(ok, dated):
+        for key, s in top(keys, score, ok, k + len(exclude)):
+            if key in seen or key in exclude:
+                continue
+            ex = ledger.get(key)
+            if ex is not None:
+                seen.add(key)
+                out.append(Recalled(key, ex, s, dated))
+    for day in named_days(query, time.time() if now is None else now)[:3]:
+        since, until = day_range(day)
+        take(allowed & (times >= since) & (times < until), True)
+    take(allowed, False)
+    return out[:max(k, sum(r.dated for r in out))]
