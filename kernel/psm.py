@@ -28,11 +28,12 @@ from persistent.mapping import PersistentMapping
 
 from image.errors import ImageError
 from image.keys import new_key
+from memory import notebook
 from memory.ledger import Exchange, record
-from mindhost.context import assemble, measurer
 from mindhost.settings import routing_of
 from prototypes import settings as st
 
+from .context import corpus_memories, framing, keep_note, prepare, store_summaries
 from .missions import TERMINAL, StaleClaim, check_fence, dequeue, enter, record_failure
 from .plans import one_step, parse_plan
 from .tools import TOOLS
@@ -140,22 +141,19 @@ class Cycle:
         # read here, from this worker's own connection; loaded and used in ONE main-thread
         # hop below, so nothing can unload the model between loading and use
         info = svc.pool.describe(self.root, mind)
-        settings, opts = info["settings"], m.options
-        max_tokens = max_tokens or opts.get("max_tokens") or settings["max_tokens"]
-        temperature = opts.get("temperature")
-        temperature = settings["temperature"] if temperature is None else temperature
-        identity = info["identity"] + (f"\n\n{opts['system']}" if opts.get("system") else "")
+        settings = info["settings"]
+        identity, max_tokens, temperature, budget = framing(info, m.options, max_tokens)
         key = (mind, identity, request, repr(history), max_tokens, temperature)
         if key not in self.memo:
             if svc.cancel.is_set():          # stopping: start no new generation
                 raise Cancelled(f"mission {m.id}: the runner is stopping")
-            mems = self.memories(mind, request) if memories else []
-            budget = settings["context_tokens"] - max_tokens
+            made = {}
 
             def infer():
                 with svc.pool.lease(info) as model:
-                    asm = assemble(identity, request, measure=measurer(model), budget=budget,
-                                   history=history, memories=mems)
+                    asm, _ = prepare(self.img, self.root, mind, request, model=model,
+                                     identity=identity, budget=budget, history=history,
+                                     memories=memories, made=made, embedder=svc.embedder)
                     pieces = []
                     for piece in model.stream(asm.messages, max_tokens=max_tokens,
                                               temperature=temperature, kv=settings["kv"]):
@@ -168,10 +166,12 @@ class Cycle:
             asm, pieces, stats = svc.infer(infer)
             text = "".join(pieces).strip()
             vector = svc.embed(f"{ledger_prompt or request}\n{text}") if ledger_prompt is not False else b""
-            self.memo[key] = (text, stats, vector, asm.sources)
+            self.memo[key] = (text, stats, vector, asm.sources, made,
+                              [p for p in asm.parts if p["kind"] != "corpus"])
         elif final:
             self.say(self.memo[key][0])
-        text, stats, vector, sources = self.memo[key]
+        text, stats, vector, sources, made, parts = self.memo[key]
+        store_summaries(self.root, mind, made)
         self.usage["prompt_tokens"] += stats.get("prompt_tokens", 0)
         self.usage["completion_tokens"] += stats.get("tokens", 0)
         self.usage["seconds"] += stats.get("seconds", 0.0)
@@ -179,19 +179,30 @@ class Cycle:
             return text, None
         ex = Exchange(mind, ledger_prompt or request, text, vector, time.time(), mission=m.id,
                       model=info.get("model"),
-                      signals={"source": m.source, "memory": list(sources), **(signals or {})})
+                      signals={"source": m.source, "memory": list(sources),
+                               "context": parts, **(signals or {})})
         ex_key = record(self.root, ex)
         m.exchanges = m.exchanges + [[mind, ex_key]]
         return text, ex_key
 
     def memories(self, mind, request):
         """Hits from the corpora mounted for ``mind``, best first (none mounted: none)."""
-        from memory.mount import mounts_view
-        if not list(mounts_view(self.root, mind)):
-            return []
-        from memory.search import search
-        hits = search(self.img, self.root, request, mind=mind, k=4)
-        return [(f"{h.corpus}:{h.chunk.source}", h.chunk.text) for h in hits]
+        return corpus_memories(self.img, self.root, mind, request)
+
+    def keep_note(self, mind, request, exchange_key):
+        """The notebook step after the answer: what the owner asked to be remembered."""
+        if exchange_key is None or notebook.cue(request) is None:
+            return
+        info = self.services.pool.describe(self.root, mind)
+
+        def count(text):
+            def counted():
+                with self.services.pool.lease(info) as model:
+                    return model.count_tokens(text)
+            return self.services.infer(counted)
+        version = keep_note(self.root, mind, request, exchange_key, count)
+        if version:
+            self.emit("notebook", {"mind": mind, "version": version})
 
 
 # -- the states' work ------------------------------------------------------------
@@ -279,6 +290,9 @@ def synthesize(c):
                                signals={"step": "synthesis"})
     m.speaker = speaker
     m.answer = c.prefix + answer
+    if m.kind == "chat" or m.kind == "task":
+        said = [key for mind, key in m.exchanges if mind == speaker]
+        c.keep_note(speaker, m.request, said[-1] if said else None)
 
 
 def complete(c):
@@ -298,6 +312,18 @@ def fail(c):
 
 WORK = {"DECOMPOSING": decompose, "DELEGATING": delegate, "SYNTHESIZING": synthesize,
         "COMPLETE": complete, "FAILED": fail}
+
+
+def _index_recall(img, minds):
+    """Move a mind's pending exchanges into a recall segment once there are enough (its own
+    short transaction; a failure costs only speed: pending exchanges are searched anyway)."""
+    from memory import recall
+    for mind in minds:
+        if mind in OTHER:
+            try:
+                recall.flush(img, mind)
+            except Exception as e:         # noqa: BLE001 - recall is a cache over the ledger
+                log.warning("recall: could not index %s's exchanges: %s", mind, e)
 
 
 def run_mission(img, mid, services, *, on_event=None, fence=None) -> dict:
@@ -351,6 +377,7 @@ def run_mission(img, mid, services, *, on_event=None, fence=None) -> dict:
         raise CycleFailed(f"mission {mid} failed in {state}: {reason}", mission=mid,
                           state=state, failure=key) from e
     result["seconds"] = time.perf_counter() - started
+    _index_recall(img, {mind for mind, _ in result.get("exchanges") or ()} or {result.get("mind")})
     log.info("mission %s committed", mid, extra={
         "event": "commit", "mission": mid, "tries": tries, "seconds": round(result["seconds"], 3),
         "tokens": cycle.usage["completion_tokens"]})

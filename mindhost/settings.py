@@ -14,7 +14,8 @@ class EngineSettings:
     name: str = "auto"                      # auto: mlx with Metal, else torch
     max_tokens: int = st.number(512, min=1)
     temperature: float = st.number(0.0, min=0.0)
-    context_tokens: int = st.number(2048, min=16)
+    # SmolLM2 reads 8192; 4096 leaves room for recall (2000) beside the window
+    context_tokens: int = st.number(4096, min=16)
     # the KV cache: fp16 unquantized (in the compute dtype), or q8 / q4 (engines/kv.py)
     kv: str = st.choice("fp16", ("fp16", "q8", "q4"))
 
@@ -33,6 +34,30 @@ class RoutingSettings:
         "philosophy", "novel", "song", "invent"))
     prompt: str = ("Reply with one word. Reply ORAI if this request needs deep or creative "
                    "work, else reply HERMES.\n\nRequest: {request}")
+
+
+@dataclasses.dataclass(frozen=True)
+class RecallSettings:
+    """``mind.recall``: what of its past a mind sees beside the request (mindhost/context.py).
+
+    ``recall_tokens`` for past exchanges, at most ``recall_share`` of what the identity,
+    notebook and request leave; ``notebook``: whether the mind adds to its notebook what the
+    owner asks it to remember (``cues``) or only the owner writes it (``off``); ``fold``: turns leaving the window are summarised this many pairs at a time."""
+    recall_tokens: int = st.number(2000, min=0)
+    recall_share: float = st.number(0.6, min=0.0, max=1.0)
+    candidates: int = st.number(40, min=1)
+    # a recalled request or answer longer than this shows its sentences nearest the request
+    prompt_chars: int = st.number(1200, min=40)
+    answer_chars: int = st.number(1200, min=40)
+    corpus_share: float = st.number(0.4, min=0.0, max=1.0)
+    notebook: str = st.choice("cues", ("cues", "off"))
+    notebook_tokens: int = st.number(256, min=16)
+    summary_tokens: int = st.number(160, min=16)
+    fold: int = st.number(4, min=1)
+
+
+def recall_of(mind_obj) -> RecallSettings:
+    return st.read(mind_obj, "recall", RecallSettings)
 
 
 def engine_of(mind_obj) -> EngineSettings:
