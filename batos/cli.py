@@ -129,8 +129,17 @@ def build_parser():
     mind = sub.add_parser("mind", help="the minds' models: show them, point one at real weights",
                           description="Each mind runs a model from the store: Orai its FP16 "
                                       "master, Hermes an 8-bit copy of its FP16 Gold Master.")
-    mind_cmd.add_mind_arguments(mind.add_subparsers(dest="mind_command", metavar="ACTION",
-                                                    required=True), verb)
+    mind_sub = mind.add_subparsers(dest="mind_command", metavar="ACTION", required=True)
+    mind_cmd.add_mind_arguments(mind_sub, verb)
+    from . import context_cmd
+    context_cmd.add_notebook_arguments(verb(
+        "notebook", context_cmd.cmd_notebook, "read or edit a mind's notebook: the capped "
+        "block of its system prompt where it keeps facts about the owner and the work "
+        "(every version kept)", mind_sub, json=True))
+    context_cmd.add_context_arguments(verb(
+        "context", context_cmd.cmd_context, "show exactly what a chat mission for a request "
+        "would send to a mind: identity, notebook, recalled past exchanges with their dates, "
+        "corpus memory, and each part's source and tokens (the PSM's own path)", json=True))
     p = verb("ask", mind_cmd.cmd_ask, "send one prompt straight to a mind's deployed runtime "
              "and stream the answer (no kernel needed)")
     mind_cmd.add_ask_arguments(p)
@@ -155,8 +164,12 @@ def build_parser():
     ledger = sub.add_parser("ledger", help="each mind's record of exchanges",
                             description="Each mind's ledger: every exchange as a bifocal "
                                         "packet (prose + embedding + signals).")
-    night_cmd.add_arguments(sub, verb, ledger.add_subparsers(
-        dest="ledger_command", metavar="ACTION", required=True))
+    ledger_sub = ledger.add_subparsers(dest="ledger_command", metavar="ACTION", required=True)
+    night_cmd.add_arguments(sub, verb, ledger_sub)
+    context_cmd.add_prune_arguments(verb(
+        "prune", context_cmd.cmd_prune, "forget exchanges from a mind's ledger and recall: "
+        "older than some days (good-rated ones kept unless --forget-good), or rated bad",
+        ledger_sub, json=True))
 
     report = sub.add_parser("report", help="measurements: what quantization costs and buys "
                             "(Q8 weights, a quantized KV cache at long context)",

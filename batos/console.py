@@ -34,6 +34,9 @@ method; the guardians vet it, it is installed and the call is re-sent
   :memory VERB ...      the memory verbs of `batos memory`: ingest, search,
                         mount, unmount, stats, drop (`:memory --help`)
   :ask MIND TEXT        send TEXT straight to orai's or hermes's model (no mission)
+  :notebook MIND [+ LINE | = TEXT]  read MIND's notebook, add a line, or replace it
+                        (the owner's edit wins; over its token cap it is refused)
+  :context MIND TEXT    what a chat mission for TEXT would send to MIND's model
   :send MIND TEXT       a mission for hermes (the majordomo, may hand it to orai)
                         or orai; runs through the PSM, streams, lands in the ledger
   :missions [N]         the last N missions and their states
@@ -47,7 +50,8 @@ method; the guardians vet it, it is installed and the call is re-sent
   :help                 this text
   :quit                 leave (also Ctrl-D)
 """
-COMMANDS = (":inspect", ":define", ":snapshot", ":memory", ":ask", ":send", ":missions",
+COMMANDS = (":inspect", ":define", ":snapshot", ":memory", ":ask", ":notebook", ":context",
+            ":send", ":missions",
             ":rate", ":methods", ":revert", ":grant", ":untrust", ":help", ":quit")
 
 
@@ -141,6 +145,11 @@ class Console:
             self.memory(rest)
         elif cmd == ":ask":
             self.ask(rest)
+        elif cmd in (":notebook", ":context"):
+            try:
+                getattr(self, cmd[1:])(rest)
+            except Exception as e:
+                self._error(e)
         elif cmd == ":methods":
             self.extension.methods(rest)
         elif cmd == ":revert":
@@ -230,6 +239,39 @@ class Console:
             self.out.print(f"\n[dim]{st['tokens']} tokens at {st['tokens_per_s']:.1f} tok/s[/]")
         except Exception as e:
             self._error(e)
+
+    def notebook(self, rest):
+        """``:notebook MIND [+ LINE | = TEXT]``: read, add to or replace a mind's notebook."""
+        from memory import notebook
+
+        from .context_cmd import count_tokens, edit_notebook
+        mind, _, edit = rest.partition(" ")
+        edit = edit.strip()
+        if edit[:1] in ("+", "="):
+            if self.read_only:
+                self.out.print("[yellow]read-only console:[/] the notebook can only be read")
+                return
+            n = edit_notebook(self.img, mind, edit[1:].strip(), count_tokens(self.img, mind),
+                              add=edit[0] == "+")
+            self.out.print(f"{mind}'s notebook: version {n}")
+            return
+        with self.img.view() as root:
+            text, version = notebook.text_of(root, mind)
+        self.out.print(f"[dim]{escape(mind)}'s notebook, version {version}:[/]")
+        self.out.print(escape(text) or "[dim](empty)[/]")
+
+    def context(self, rest):
+        """``:context MIND TEXT``: the messages a chat mission for TEXT would send."""
+        from .context_cmd import context_rows
+        mind, _, request = rest.partition(" ")
+        if not request.strip():
+            self.out.print("usage: :context orai|hermes TEXT")
+            return
+        row, = context_rows(self.img, mind, [request.strip()])
+        for m in row["messages"]:
+            self.out.print(f"[bold]{m['role']}[/]: {escape(m['content'])}")
+        self.out.print(f"[dim]{row['tokens']} tokens; parts: "
+                       + ", ".join(p["kind"] for p in row["parts"]) + "[/]")
 
     def memory(self, rest):
         """``:memory VERB ARGS``: the same verbs and options as ``batos memory``."""

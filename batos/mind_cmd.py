@@ -28,6 +28,13 @@ def add_mind_arguments(sub, verb):
                    help="its KV cache: fp16 (unquantized), q8 or q4 (about 1/2 and 1/4 of the "
                         "bytes; `batos report context MIND` measures what each costs). Alone, "
                         "it changes only this setting")
+    p.add_argument("--recall-tokens", type=int, metavar="N", help="tokens of past exchanges "
+                   "recalled into each request's context (default 2000; 0: none). These three "
+                   "recall flags change only the setting, and go in a command of their own")
+    p.add_argument("--notebook-tokens", type=int, metavar="N",
+                   help="the cap of the mind's notebook, in its own tokens (default 256)")
+    p.add_argument("--notebook", choices=("cues", "off"), help="cues: the mind adds what the "
+                   "owner asks it to remember; off: only the owner writes it")
 
 
 def add_ask_arguments(p):
@@ -93,8 +100,40 @@ def set_kv(img, mind, kv) -> dict:
     return {"mind": mind, "kv": kv}
 
 
+RECALL_FLAGS = {"recall_tokens": "recall_tokens", "notebook_tokens": "notebook_tokens",
+                "notebook": "notebook"}
+
+
+def set_recall(img, mind, **values) -> dict:
+    """Change a mind's recall settings (``mind.recall``) alone; checked, then stored."""
+    from mindhost.settings import RecallSettings, recall_of
+    values = {k: v for k, v in values.items() if v is not None}
+
+    def write(root):
+        m = root[minds.check_mind(mind)]
+        current = st.plain(recall_of(m))
+        checked = st.check(RecallSettings, current, where=f"{mind}.recall", **values)
+        m.set_slot("recall", {k: v for k, v in st.plain(checked).items()
+                              if k in values or k in (m.lookup("recall", None) or {})})
+        return st.plain(checked)
+    return {"mind": mind, "recall": img.run(write, note=f"{mind}: recall settings")}
+
+
 def cmd_set(args):
     loc = resolve(args.image)
+    recall = {k: getattr(args, a) for a, k in RECALL_FLAGS.items()
+              if getattr(args, a) is not None}
+    if recall and not (args.model or args.engine or args.precision or args.kv):
+        with open_image(loc) as img:
+            entry = set_recall(img, args.mind, **recall)
+        if args.json:
+            ui.print_json(entry)
+        else:
+            ui.out.print(f"{args.mind}: " + ", ".join(f"{k} {v}" for k, v in recall.items()))
+        return 0
+    if recall:
+        raise ValueError("set recall settings (--recall-tokens, --notebook-tokens, --notebook) "
+                         "in a command of their own")
     if args.kv and not (args.model or args.engine or args.precision):
         with open_image(loc) as img:
             entry = set_kv(img, args.mind, args.kv)
