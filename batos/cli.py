@@ -170,6 +170,10 @@ def build_parser():
         "prune", context_cmd.cmd_prune, "forget exchanges from a mind's ledger and recall: "
         "older than some days (good-rated ones kept unless --forget-good), or rated bad",
         ledger_sub, json=True))
+    context_cmd.add_reindex_arguments(verb(
+        "reindex", context_cmd.cmd_reindex, "make a mind's recall index again from its whole "
+        "ledger (after a lost or damaged index blob; the ledger itself is the truth)",
+        ledger_sub, json=True))
 
     report = sub.add_parser("report", help="measurements: what quantization costs and buys "
                             "(Q8 weights, a quantized KV cache at long context)",

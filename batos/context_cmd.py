@@ -155,6 +155,22 @@ def _ago(when):
 
 
 # -- forgetting -------------------------------------------------------------------------------
+def add_reindex_arguments(p):
+    p.add_argument("mind", choices=minds.MINDS)
+
+
+def cmd_reindex(args):
+    from memory.recall import reindex
+    with open_image(resolve(args.image)) as img, ui.status(
+            f"{args.mind}: indexing its ledger for recall", not args.json):
+        n = reindex(img, args.mind)
+    if args.json:
+        ui.print_json({"mind": args.mind, "indexed": n})
+    else:
+        ui.out.print(f"{args.mind}: {n} exchanges indexed for recall")
+    return 0
+
+
 def add_prune_arguments(p):
     p.add_argument("mind", choices=minds.MINDS)
     p.add_argument("--older-than", type=float, metavar="DAYS",

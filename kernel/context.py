@@ -15,10 +15,12 @@ command shows is what a mission would send:
 import dataclasses
 import hashlib
 import json
+import logging
 import time
 
 from BTrees.OOBTree import OOBTree
 
+from image.errors import ImageError
 from memory import notebook, recall_search
 from memory.dates import day_label
 from memory.snippets import focus
@@ -26,6 +28,7 @@ from mindhost.context import Past, _pairs, assemble, measurer
 from mindhost.settings import recall_of
 from prototypes import settings as st
 
+log = logging.getLogger("batos.context")
 SUMMARY_PROMPT = (
     "Summarise the conversation below in a few short sentences. Keep every fact, name, "
     "date, number and decision; leave out greetings.\n\n{previous}{turns}")
@@ -73,8 +76,7 @@ def gather(img, root, mind, request, *, history=(), memories=True, corpus_k=4,
         return g
     g.notebook, g.notebook_version = notebook.text_of(root, mind)
     if s["recall_tokens"]:
-        for r in recall_search.find(img, root, mind, request, k=s["candidates"], now=now,
-                               embedder=embedder):
+        for r in _recalled(img, root, mind, request, s["candidates"], now, embedder):
             g.recalled.append(Past(r.key, day_label(r.exchange.time),
                                    focus(r.exchange.prompt, request, s["prompt_chars"]),
                                    focus(r.exchange.answer, request, s["answer_chars"]),
@@ -86,6 +88,17 @@ def gather(img, root, mind, request, *, history=(), memories=True, corpus_k=4,
             if key in stored:
                 g.summaries[key] = dict(stored[key])
     return g
+
+
+def _recalled(img, root, mind, request, k, now, embedder):
+    """Recall's hits; a damaged index (a lost segment blob) costs the recall, not the answer."""
+    try:
+        return recall_search.find(img, root, mind, request, k=k, now=now, embedder=embedder)
+    except (ImageError, OSError, ValueError) as e:
+        log.error("recall for %s is unavailable: %s; make its index again with `batos ledger "
+                  "reindex %s` (the ledger itself is intact)", mind, e, mind,
+                  extra={"event": "recall_unavailable", "mind": mind})
+        return []
 
 
 def corpus_memories(img, root, mind, request, k=4) -> list:
@@ -147,6 +160,17 @@ def _extract(model, previous, step, tokens):
     while text and model.count_tokens(text) > tokens:
         text = text[: int(len(text) * 0.9)]
     return text
+
+
+def provenance(asm) -> dict:
+    """What of the past an answer saw, compactly, for its exchange's signals: the recalled
+    exchanges' keys, whether the notebook was in, and how many pairs the summary folded."""
+    out = {"recall": [p["key"] for p in asm.parts if p["kind"] == "recall"]}
+    if any(p["kind"] == "notebook" for p in asm.parts):
+        out["notebook"] = True
+    if asm.summarized:
+        out["summary"] = asm.summarized
+    return out
 
 
 def store_summaries(root, mind, made):

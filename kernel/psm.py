@@ -33,7 +33,14 @@ from memory.ledger import Exchange, record
 from mindhost.settings import routing_of
 from prototypes import settings as st
 
-from .context import corpus_memories, framing, keep_note, prepare, store_summaries
+from .context import (
+    corpus_memories,
+    framing,
+    keep_note,
+    prepare,
+    provenance,
+    store_summaries,
+)
 from .missions import TERMINAL, StaleClaim, check_fence, dequeue, enter, record_failure
 from .plans import one_step, parse_plan
 from .tools import TOOLS
@@ -167,7 +174,7 @@ class Cycle:
             text = "".join(pieces).strip()
             vector = svc.embed(f"{ledger_prompt or request}\n{text}") if ledger_prompt is not False else b""
             self.memo[key] = (text, stats, vector, asm.sources, made,
-                              [p for p in asm.parts if p["kind"] != "corpus"])
+                              provenance(asm))
         elif final:
             self.say(self.memo[key][0])
         text, stats, vector, sources, made, parts = self.memo[key]

@@ -221,6 +221,20 @@ def compact(img, mind) -> bool:
     return True
 
 
+def reindex(img, mind) -> int:
+    """A new recall index for ``mind`` from its whole ledger (a lost or damaged segment);
+    return how many exchanges it holds."""
+    def fresh(root):
+        idx = RecallIndex(mind)
+        table(root, create=True)[mind] = idx
+        for key in root[mind].ledger.keys():
+            idx.pending.add(key)
+        return len(idx.pending)
+    n = img.run(fresh, note=f"recall: {mind}'s index made again from its ledger")
+    flush(img, mind, at_least=1)
+    return n
+
+
 def rebuild(img, mind) -> int:
     """Index every exchange of ``mind``'s ledger that is in no segment (older images)."""
     with img.view() as root:

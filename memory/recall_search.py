@@ -39,7 +39,6 @@ class _Seg:
             np.zeros(0, "<U1")
         self.indptr, self.rows, self.tf = arrays["indptr"], arrays["rows"], arrays["tf"]
         self.word_pos = {str(w): i for i, w in enumerate(arrays["words"])}
-        self.alive = None             # None: every row; else a bool mask (pruned rows dead)
 
     def __len__(self):
         return len(self.docids)
@@ -62,11 +61,14 @@ class _Seg:
 class View:
     """A mind's exchanges as this process holds them: persisted segments + pending ones."""
 
-    def __init__(self, segs, pipeline, dim, model):
-        self.segs, self.pipeline, self.dim, self.model = segs, pipeline, dim, model
-        self.live = sum(int(s.alive.sum()) if s.alive is not None else len(s) for s in segs)
-        total = sum(float(s.doclen[s.alive].sum() if s.alive is not None else s.doclen.sum())
-                    for s in segs)
+    def __init__(self, segs, alive, pipeline, dim, model):
+        # alive: per segment, None (every row) or a bool mask (pruned rows dead); the view's
+        # own, so a prune seen by another thread's view never changes this one
+        self.segs, self.alive, self.pipeline = segs, alive, pipeline
+        self.dim, self.model = dim, model
+        self.live = sum(int(a.sum()) if a is not None else len(s) for s, a in zip(segs, alive))
+        total = sum(float(s.doclen[a].sum() if a is not None else s.doclen.sum())
+                    for s, a in zip(segs, alive))
         self.avgdl = total / self.live if self.live and total else 1.0
 
     def __len__(self):
@@ -92,7 +94,7 @@ class View:
             text.append(t)
             if qvec is not None:
                 vec.append(seg.cosines(qvec))
-            ok.append(np.ones(len(seg), bool) if seg.alive is None else seg.alive)
+            ok.append(np.ones(len(seg), bool) if self.alive[j] is None else self.alive[j])
         ok = np.concatenate(ok) if ok else np.zeros(0, bool)
         score = TEXT * _z(np.concatenate(text), ok) if text else np.zeros(0)
         if qvec is not None and vec:
@@ -148,6 +150,7 @@ class _Held:
         self.rows = {}              # pending key -> recall._Row
         self.view = None
         self.state = None           # (version, pending keys) the view stands for
+        self.lock = threading.Lock()
 
 
 def _image_key(img):
@@ -167,14 +170,19 @@ def view(img, root, mind):
         held = _cache.get(ck)
         if held is None or held.created != idx.created:
             held = _cache[ck] = _Held(idx.created)
+    with held.lock:               # two threads of one process build it once
+        return _build(held, idx, root, mind)
+
+
+def _build(held, idx, root, mind):
     pending = tuple(idx.pending)
     if held.view is not None and held.state == (idx.version, pending):
         return held.view
-    segs = []
+    segs, alive = [], []
     dead = np.fromiter(idx.dead, dtype=np.int64) if len(idx.dead) else None
     for s in idx.segments:
         seg = held.segments.get(s["id"]) or _Seg(s["id"], accel.read(s["blob"], idx))
-        seg.alive = ~np.isin(seg.docids, dead) if dead is not None else None
+        alive.append(~np.isin(seg.docids, dead) if dead is not None else None)
         segs.append(seg)
     held.segments = {s.id: s for s in segs}
     ledger = root[mind].ledger
@@ -193,9 +201,10 @@ def view(img, root, mind):
         del held.rows[key]
     if rows:
         segs.append(_Seg(-1, _arrays(keys, rows, -np.arange(1, len(rows) + 1), mind, dim)))
+        alive.append(None)
     if not segs:
         return None
-    held.view = View(segs, idx.pipeline, dim, idx.model)
+    held.view = View(segs, alive, idx.pipeline, dim, idx.model)
     held.state = (idx.version, pending)
     return held.view
 
@@ -223,13 +232,12 @@ def find(img, root, mind, query, *, k=30, now=None, exclude=(), embedder=None) -
     if data is None or not len(data):
         return []
     embedder = embedder or get_embedder()
-    qvec = None
-    if embedder.dim == data.dim:
-        qvec = embedder.encode([query])[0].astype(np.float32)
-    else:
+    qvec = np.asarray(embedder.encode([query])[0], dtype=np.float32)
+    if qvec.shape[0] != data.dim:
         logging.getLogger(__name__).warning(
             "recall for %s: the embedder gives %d dimensions, the ledger holds %d; ranking "
-            "by text alone", mind, embedder.dim, data.dim)
+            "by text alone", mind, qvec.shape[0], data.dim)
+        qvec = None
     exclude, seen, out = set(exclude), set(), []
     ledger = root[mind].ledger
     keys, score, allowed, times = data.scores(query, qvec)

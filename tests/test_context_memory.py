@@ -66,8 +66,7 @@ def test_a_fact_told_in_one_conversation_is_in_the_next_ones_context(setup):
     _, told, _ = ask("My cat is called Pixel and she is grey.")
     ask("What is the weather like on Mars?")
     _, _, signals = ask("What is my cat called?")
-    assert {"kind": "recall", "key": told, "date": signals["context"][0]["date"]} in \
-        signals["context"]
+    assert told in signals["context"]["recall"]
     system = watched.sent[-1][0]["content"]
     assert "From earlier conversations:" in system and "My cat is called Pixel" in system
     assert watched.sent[-1][-1] == {"role": "user", "content": "What is my cat called?"}
@@ -251,3 +250,28 @@ def test_bundled_summarises_a_long_conversation(bundled):
     summary = asm.messages[0]["content"].split("Earlier in this conversation (summary):\n")[1]
     assert summary.strip() and made[max(made, key=lambda k: made[k]["pairs"])]["text"] == summary
     assert asm.tokens <= 400
+
+
+def test_bundled_cli_queries_notebook_and_prune(bundled, tmp_path):
+    path, env = bundled
+    queries = tmp_path / "q.txt"
+    queries.write_text("What is my cat called?\n\nWhat did I say on 3 March?\n")
+    proc = run_batos("context", "hermes", "--queries", queries, "--json", env=env, check=True,
+                     timeout=300)
+    rows = [json.loads(ln) for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    assert [r["request"] for r in rows] == ["What is my cat called?", "What did I say on 3 March?"]
+    assert all(r["messages"][-1]["content"] == r["request"] and r["tokens"] > 0 for r in rows)
+    proc = run_batos("mind", "notebook", "hermes", "--add", "The owner's dog is Rex.", env=env,
+                     check=True, timeout=300)
+    proc = run_batos("mind", "notebook", "hermes", "--json", env=env, check=True)
+    nb = json.loads(proc.stdout)
+    assert nb["text"].endswith("- The owner's dog is Rex.") and nb["versions"][-1]["by"] == "owner"
+    proc = run_batos("mind", "notebook", "hermes", "--set", "word " * 400, env=env, timeout=300)
+    assert proc.returncode != 0 and "over its cap of 256" in proc.stderr
+    assert json.loads(run_batos("mind", "notebook", "hermes", "--json", env=env,
+                                check=True).stdout)["version"] == nb["version"]    # unchanged
+    proc = run_batos("ledger", "prune", "hermes", "--rating", "bad", "--dry-run", "--json",
+                     env=env, check=True)
+    assert json.loads(proc.stdout) == {"mind": "hermes", "forgotten": 0, "dry_run": True}
+    proc = run_batos("ledger", "prune", "hermes", env=env)
+    assert proc.returncode != 0 and "--older-than DAYS" in proc.stderr

@@ -167,3 +167,22 @@ def test_an_image_from_before_recall_is_upgraded_and_indexed(mem_image):
         assert recall.index_of(root, "hermes") is not None
     assert recall.rebuild(mem_image, "hermes") == len(keys)
     assert found(mem_image, "what is my cat's name?")[0] == FACTS[0][0]
+
+
+def test_a_lost_segment_blob_costs_recall_not_the_answer_and_reindex_restores_it(
+        folder_image, caplog):
+    from pathlib import Path
+
+    from kernel.context import gather
+    from memory.recall import reindex
+    put(folder_image, FACTS)
+    recall.flush(folder_image, "hermes", at_least=1)
+    recall_search._cache.clear()
+    with folder_image.view() as root:
+        blob = recall.index_of(root, "hermes").segments[0]["blob"]
+        Path(blob.committed()).unlink()
+    with folder_image.view() as root:
+        g = gather(folder_image, root, "hermes", "what is my cat's name?")
+    assert g.recalled == [] and "batos ledger reindex hermes" in caplog.text
+    assert reindex(folder_image, "hermes") == len(FACTS)
+    assert found(folder_image, "what is my cat's name?")[0] == FACTS[0][0]
