@@ -23,6 +23,7 @@ from BTrees.OOBTree import OOBTree
 from image.errors import ImageError
 from memory import notebook, recall_search
 from memory.dates import day_label
+from memory.schema import per_mind
 from memory.snippets import focus
 from mindhost.context import Past, _pairs, assemble, measurer
 from mindhost.settings import recall_of
@@ -55,16 +56,7 @@ def prefix_keys(pairs) -> list:
 
 
 def _summaries(root, mind, create=False):
-    memory = root["memory"]
-    t = memory.lookup("summaries", None)
-    if t is None and create:
-        memory.set_slot("summaries", OOBTree())
-        t = memory.lookup("summaries", None)
-    if t is None:
-        return None
-    if mind not in t and create:
-        t[mind] = OOBTree()
-    return t.get(mind)
+    return per_mind(root, "summaries", mind, OOBTree if create else None)
 
 
 def gather(img, root, mind, request, *, history=(), memories=True, corpus_k=4,

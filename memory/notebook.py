@@ -17,7 +17,6 @@ import re
 import time
 
 from BTrees.IOBTree import IOBTree
-from BTrees.OOBTree import OOBTree
 from persistent import Persistent
 from persistent.list import PersistentList
 
@@ -42,23 +41,9 @@ class Notebook(Persistent):
         return [dict(v, version=n) for n, v in self.versions.items()]
 
 
-def _table(root, create):
-    memory = root["memory"]
-    t = memory.lookup("notebooks", None)
-    if t is None and create:
-        memory.set_slot("notebooks", OOBTree())
-        t = memory.lookup("notebooks", None)
-    return t
-
-
 def get(root, mind, create=False):
-    t = _table(root, create)
-    if t is None:
-        return None
-    nb = t.get(mind)
-    if nb is None and create:
-        nb = t[mind] = Notebook(mind)
-    return nb
+    from .schema import per_mind
+    return per_mind(root, "notebooks", mind, (lambda: Notebook(mind)) if create else None)
 
 
 def text_of(root, mind) -> tuple:

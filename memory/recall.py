@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 from BTrees.IIBTree import IITreeSet
 from BTrees.OIBTree import OIBTree
-from BTrees.OOBTree import OOBTree, OOTreeSet
+from BTrees.OOBTree import OOTreeSet
 from persistent import Persistent
 from persistent.list import PersistentList
 
@@ -59,24 +59,10 @@ class RecallIndex(Persistent):
         return f"<RecallIndex {self.mind} {len(self.docid_of)} indexed, {len(self.pending)} pending>"
 
 
-def table(root, create=False):
-    """``root['memory'].recall``: mind -> RecallIndex (None in an image from before recall)."""
-    memory = root["memory"]
-    t = memory.lookup("recall", None)
-    if t is None and create:
-        memory.set_slot("recall", OOBTree())
-        t = memory.lookup("recall", None)
-    return t
-
-
 def index_of(root, mind, create=False):
-    t = table(root, create)
-    if t is None:
-        return None
-    idx = t.get(mind)
-    if idx is None and create:
-        idx = t[mind] = RecallIndex(mind)
-    return idx
+    """``root['memory'].recall[mind]`` (None in an image from before recall, unless ``create``)."""
+    from .schema import per_mind
+    return per_mind(root, "recall", mind, (lambda: RecallIndex(mind)) if create else None)
 
 
 def note(root, mind, key):
@@ -225,8 +211,10 @@ def reindex(img, mind) -> int:
     """A new recall index for ``mind`` from its whole ledger (a lost or damaged segment);
     return how many exchanges it holds."""
     def fresh(root):
+        from .schema import per_mind
         idx = RecallIndex(mind)
-        table(root, create=True)[mind] = idx
+        per_mind(root, "recall", mind, lambda: idx)          # the table, if it is missing
+        root["memory"].recall[mind] = idx
         for key in root[mind].ledger.keys():
             idx.pending.add(key)
         return len(idx.pending)

@@ -19,6 +19,22 @@ def _tables():
             "summaries": OOBTree({m: OOBTree() for m in MINDS})}
 
 
+def per_mind(root, table, mind, make=None):
+    """``root['memory'].<table>[mind]``; with ``make`` (a callable), created where missing
+    (an image not yet upgraded by bootstrap), else None where missing."""
+    memory = root["memory"]
+    t = memory.lookup(table, None)
+    if t is None and make is not None:
+        memory.set_slot(table, OOBTree())
+        t = memory.lookup(table, None)
+    if t is None:
+        return None
+    value = t.get(mind)
+    if value is None and make is not None:
+        value = t[mind] = make()
+    return value
+
+
 def _make(env):
     return {"memory": UvmObject(**{"name": "memory", "parent*": env["traits"],
                                    "corpora": OOBTree(), "mounts": PersistentMapping(),
