@@ -25,7 +25,7 @@ from memory import notebook, recall_search
 from memory.dates import day_label
 from memory.schema import per_mind
 from memory.snippets import focus
-from mindhost.context import Past, _pairs, assemble, measurer
+from mindhost.context import Past, assemble, measurer, turn_pairs
 from mindhost.settings import recall_of
 from prototypes import settings as st
 
@@ -76,7 +76,7 @@ def gather(img, root, mind, request, *, history=(), memories=True, corpus_k=4,
     g.memories = corpus_memories(img, root, mind, request, corpus_k)
     stored = _summaries(root, mind)
     if stored is not None and history:
-        for key in prefix_keys(_pairs(list(history))):
+        for key in prefix_keys(turn_pairs(list(history))):
             if key in stored:
                 g.summaries[key] = dict(stored[key])
     return g

@@ -101,7 +101,7 @@ def assemble(identity, request, *, measure, budget, history=(), memories=(), mem
     first; ``memories``: ``(source, text)`` pairs, best first; ``recalled``: ``Past``
     exchanges, best first; ``summarize(pairs)`` -> text, for the pairs that leave."""
     user = {"role": "user", "content": request}
-    pairs = _pairs(list(history))
+    pairs = turn_pairs(list(history))
     b = _Blocks(identity, notebook=notebook, dropped=len(pairs))   # the note at its longest
     base = measure([b.system(), user])
     if base > budget:
@@ -117,13 +117,17 @@ def assemble(identity, request, *, measure, budget, history=(), memories=(), mem
     in_window = {p[0]["content"] for p in pairs[len(pairs) - window:] if p[0]["role"] == "user"}
     b.dropped = 0                           # recall's share is measured without the note
     cap = measure([b.system(), user]) + share
+    misses = 0
     for past in recalled:
         if past.asked in in_window:
             continue
         trial = b.recalled + [past]
         b.recalled = _by_date(trial)
         if measure([b.system(), user]) > cap:
-            b.recalled = _by_date(trial[:-1])     # a shorter one further down may fit
+            b.recalled = _by_date(trial[:-1])     # a shorter one further down may fit,
+            misses += 1
+            if misses == 4:                        # but rarely after four that did not
+                break
     chosen = list(b.recalled)
     used = measure([b.system(), user]) + reserve
     cap = used + int((budget - used) * memory_share) - reserve
@@ -172,7 +176,7 @@ def _window(b, pairs, user, measure, budget) -> int:
     return kept
 
 
-def _pairs(history):
+def turn_pairs(history):
     """Group turns into user+assistant pairs (a lone turn is a pair of one)."""
     pairs, current = [], []
     for turn in history:
