@@ -137,6 +137,10 @@ class Kernel:
         self.img = open_image(spec)
         from kernel.schema import bootstrap
         bootstrap(self.img)
+        if self.role == "kernel":        # what is pending for recall (after an upgrade: all)
+            from memory.recall import flush
+            for mind in ("orai", "hermes"):
+                flush(self.img, mind, at_least=1)
 
     def _refuse_second_kernel(self):
         """On PostgreSQL nothing locks the image: the kernel's presence says it runs."""

@@ -13,11 +13,12 @@ from its commit on.
 ``flush`` moves pending exchanges into a segment of their own in a short
 transaction of its own (the kernel calls it after a mission; imports at
 their end); nothing is ever rebuilt from the whole ledger unless asked
-(``rebuild``). A pruned exchange's row is marked dead, as in a corpus.
+(``reindex``). A pruned exchange's row is marked dead, as in a corpus.
 
-States, per mind: every ledger key is in exactly one of pending, a
-segment's rows (``docid_of``), or neither only if it was recorded before
-recall existed (``rebuild`` indexes those).
+States, per mind: every ledger key is in exactly one of pending or a
+segment's rows (``docid_of``). An image from before recall has its whole
+ledger marked pending by bootstrap's upgrade; the kernel indexes what is
+pending when it starts. ``reindex`` makes the index again from the ledger.
 """
 import logging
 import time
@@ -143,7 +144,7 @@ def flush(img, mind, *, at_least=FLUSH) -> int:
         dim = idx.dim or _first_dim(ledger, keys)
         rows = [_row(idx.pipeline, ledger[k], dim) for k in keys]
         gone = [k for k in idx.pending if k not in ledger]
-    done = 0
+    done, t0 = 0, time.perf_counter()
     for attempt in img.attempts():
         with attempt as conn:
             idx = index_of(conn.root(), mind)
@@ -168,6 +169,8 @@ def flush(img, mind, *, at_least=FLUSH) -> int:
             done = len(keep)
             conn.transaction_manager.get().note(f"recall: {done} exchanges of {mind} indexed")
     if done:
+        log.info("recall: %d exchanges of %s indexed in %.2f s", done, mind,
+                 time.perf_counter() - t0)
         compact(img, mind)
     return done
 
@@ -221,20 +224,3 @@ def reindex(img, mind) -> int:
     n = img.run(fresh, note=f"recall: {mind}'s index made again from its ledger")
     flush(img, mind, at_least=1)
     return n
-
-
-def rebuild(img, mind) -> int:
-    """Index every exchange of ``mind``'s ledger that is in no segment (older images)."""
-    with img.view() as root:
-        ledger = root[mind].ledger
-        idx = index_of(root, mind)
-        have = set(idx.docid_of.keys()) | set(idx.pending) if idx is not None else set()
-        missing = [k for k in ledger.keys() if k not in have]
-    if missing:
-        def mark(root):
-            idx = index_of(root, mind, create=True)
-            for k in missing:
-                if k not in idx.docid_of:
-                    idx.pending.add(k)
-        img.run(mark, note=f"recall: {len(missing)} older exchanges of {mind} to index")
-    return flush(img, mind, at_least=1)

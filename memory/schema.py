@@ -53,6 +53,10 @@ def _upgrade(root, todo):
     made = _tables()
     for t in todo:
         root["memory"].set_slot(t, made[t])
+    if "recall" in todo:          # the ledgers so far: indexed by the next flush
+        for mind in MINDS:
+            if mind in root:
+                made["recall"][mind].pending.update(root[mind].ledger.keys())
 
 
 MEMORY = Part("memory", ("memory",), _make, _upgrades, _upgrade)

@@ -162,10 +162,13 @@ def test_an_image_from_before_recall_is_upgraded_and_indexed(mem_image):
             root["memory"].remove_slot(t)
         root["hermes"].set_slot("ledger", OOBTree({k: v for k, v in root["hermes"].ledger.items()}))
     mem_image.run(older)
+    with mem_image.view() as root:
+        assert recall.index_of(root, "hermes") is None
     bootstrap(mem_image)
     with mem_image.view() as root:
-        assert recall.index_of(root, "hermes") is not None
-    assert recall.rebuild(mem_image, "hermes") == len(keys)
+        assert set(recall.index_of(root, "hermes").pending) == set(keys)
+    assert found(mem_image, "what is my cat's name?")[0] == FACTS[0][0]
+    assert recall.flush(mem_image, "hermes", at_least=1) == len(keys)
     assert found(mem_image, "what is my cat's name?")[0] == FACTS[0][0]
 
 
