@@ -97,15 +97,20 @@ def _when(value):
         return None
     if isinstance(value, bool):
         raise ValueError(f"timestamp {value!r} is neither ISO 8601 text nor epoch seconds")
-    if isinstance(value, (int, float)):
-        return float(value)
+    text = str(value).strip()
     try:
-        text = str(value).strip()
-        stamp = dt.datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)
+        seconds = float(value) if isinstance(value, (int, float)) else float(text)
     except ValueError:
-        raise ValueError(f"timestamp {value!r} is neither ISO 8601 text (2024-05-04T09:30:00Z) "
-                         "nor epoch seconds") from None
-    return stamp.timestamp()
+        try:
+            stamp = dt.datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)
+        except ValueError:
+            raise ValueError(f"timestamp {value!r} is neither ISO 8601 text "
+                             "(2024-05-04T09:30:00Z) nor epoch seconds") from None
+        return stamp.timestamp()
+    if not -1e10 < seconds < 1e11:
+        raise ValueError(f"timestamp {value!r} is out of range for epoch seconds (milliseconds? "
+                         "divide by 1000)")
+    return seconds
 
 
 def _rating(value):

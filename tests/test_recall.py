@@ -107,7 +107,7 @@ def test_import_reads_timestamps_and_keeps_curation_order(mem_image, tmp_path):
         {"messages": [{"role": "user", "content": "I planted tomatoes.",
                        "timestamp": "2024-03-01T09:00:00Z"},
                       {"role": "assistant", "content": "Good luck with them."}]},
-        {"timestamp": 1710000000, "conversations": [
+        {"timestamp": "1710000000", "conversations": [
             {"from": "human", "value": "The tomatoes sprouted."}, {"from": "gpt", "value": "Great."}]},
         {"messages": [{"role": "user", "content": "No time here."},
                       {"role": "assistant", "content": "Fine."}]}]) + "\n")
@@ -123,7 +123,7 @@ def test_import_reads_timestamps_and_keeps_curation_order(mem_image, tmp_path):
     assert found(mem_image, "what did I plant")[0] == "I planted tomatoes."
 
 
-@pytest.mark.parametrize("stamp", ['"last tuesday"', "true", '"2024-13-01"'])
+@pytest.mark.parametrize("stamp", ['"last tuesday"', "true", '"2024-13-01"', "1710000000000"])
 def test_a_bad_timestamp_names_its_line_and_imports_nothing(tmp_path, stamp):
     f = tmp_path / "t.jsonl"
     f.write_text('{"messages": [{"role": "user", "content": "hi"}, '
