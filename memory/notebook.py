@@ -86,21 +86,27 @@ def refuse(root, mind, note, why, exchange=None):
 
 
 # -- what the owner says to remember --------------------------------------------------------
-CUES = re.compile(
-    r"\b(?:please\s+)?(?:remember|note|keep in mind|don'?t forget|do not forget|never forget)"
-    r"(?:\s+that)?[,:]?\s+(?P<fact>[^?\n]{3,300})"
-    r"|\bfrom now on[,:]?\s+(?P<rule>[^?\n]{3,300})", re.I)
+# An instruction, at the start of a sentence: "Remember that ...", "Please note: ...". A
+# question ("Do you remember what I said?") is never one.
+CUE = re.compile(
+    r"^(?:please\s+)?(?:(?P<keep>remember|note|keep in mind|don'?t forget|do not forget|"
+    r"never forget)(?:\s+that)?|(?P<rule>from now on))[,:]?\s+(?P<rest>.{3,300})$", re.I | re.S)
+_SENTENCES = re.compile(r"(?<=[.!?])\s+|\n+")
 
 
 def cue(request):
     """The fact a request explicitly asks to be remembered ("remember that ...", "from now
     on ..."), as a line; None if it asks for nothing of the kind."""
-    m = CUES.search(request)
-    if m is None:
-        return None
-    fact = (m.group("fact") or "From now on, " + m.group("rule")).strip()
-    fact = re.split(r"(?<=[.!])\s", fact)[0].rstrip(" .!")
-    return fact[:1].upper() + fact[1:] if fact else None
+    for sentence in _SENTENCES.split(request.strip()):
+        sentence = sentence.strip()
+        m = CUE.match(sentence)
+        if m is None or sentence.endswith("?"):
+            continue
+        fact = m.group("rest").strip().rstrip(" .!")
+        if m.group("rule"):
+            fact = "From now on, " + fact
+        return fact[:1].upper() + fact[1:] if fact else None
+    return None
 
 
 def with_note(text, note) -> str:

@@ -189,3 +189,19 @@ def test_a_lost_segment_blob_costs_recall_not_the_answer_and_reindex_restores_it
     assert g.recalled == [] and "batos ledger reindex hermes" in caplog.text
     assert reindex(folder_image, "hermes") == len(FACTS)
     assert found(folder_image, "what is my cat's name?")[0] == FACTS[0][0]
+
+
+@pytest.mark.parametrize("request_, fact", [
+    ("Remember that I hate the colour blue.", "I hate the colour blue"),
+    ("Please remember that I hate blue. Thanks!", "I hate blue"),
+    ("Hi. From now on, answer in French.", "From now on, answer in French"),
+    ("Note: the build runs on Fridays", "The build runs on Fridays"),
+    ("Don't forget my birthday is on 3 March.", "My birthday is on 3 March"),
+    ("Do you remember what I said?", None),                 # questions are never notes
+    ("Please note that the file is big, can you compress it?", None),
+    ("I remember that day.", None),
+    ("Remember what?", None),
+])
+def test_what_the_owner_asks_to_remember(request_, fact):
+    from memory.notebook import cue
+    assert cue(request_) == fact
