@@ -77,3 +77,48 @@ def test_the_cuda_check_says_plainly_when_there_is_no_gpu():
     proc = subprocess.run(["bash", "bench/device.sh"], cwd=ROOT, capture_output=True,
                           text=True, timeout=300, env={**os.environ, "PYTHON": sys.executable})
     assert proc.returncode == 2 and "no CUDA device visible" in proc.stdout
+
+
+def _tiny_memorybank(tmp_path):
+    """Two users in MemoryBank's shape, with labels: enough to run the bench's plumbing."""
+    import json
+    bank = {"Ada": {"history": {"2023-05-01": [
+        {"query": "I adopted a grey cat called Pixel.", "response": "Pixel is a lovely name."},
+        {"query": "Recommend me a film.", "response": "Try Spirited Away."}],
+        "2023-05-02": [{"query": "I ran five kilometres today.", "response": "Well done!"}]}},
+        "Bo": {"history": {"2023-05-01": [
+            {"query": "I bake sourdough bread every Sunday.", "response": "Delicious."}]}}}
+    (tmp_path / "memory_bank_en.json").write_text(json.dumps(bank))
+    labels = [
+        {"user": "Ada", "q": 0, "question": "What is my cat called?", "kind": "user_fact",
+         "answer": "Pixel", "evidence": [{"date": "2023-05-01", "turn": 0, "side": "query",
+                                          "span": "grey cat called Pixel"}]},
+        {"user": "Ada", "q": 1, "question": "On May 2nd, how far did I run?", "kind": "dated",
+         "answer": "5 km", "evidence": [{"date": "2023-05-02", "turn": 0, "side": "query",
+                                         "span": "ran five kilometres"}]},
+        {"user": "Bo", "q": 0, "question": "What do I bake?", "kind": "aggregate",
+         "answer": "sourdough", "evidence": [{"date": "2023-05-01", "turn": 0, "side": "query",
+                                              "span": "sourdough bread"}]}]
+    (tmp_path / "labels.jsonl").write_text("".join(json.dumps(x) + "\n" for x in labels))
+    return tmp_path
+
+
+def test_bench_recall_scale_prints_its_figures():
+    proc = subprocess.run([sys.executable, "bench/recall.py", "--scale", "2000"], cwd=ROOT,
+                          capture_output=True, text=True, env=batos_env(), timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.strip().splitlines()
+    assert any("p95" in line for line in lines) and any("recording one" in line for line in lines)
+    assert lines[-1].startswith("recall: 2000-exchange p95")
+
+
+@pytest.mark.slow
+def test_bench_recall_quality_runs_on_memorybank_shaped_data(tmp_path):
+    data = _tiny_memorybank(tmp_path)
+    proc = subprocess.run([sys.executable, "bench/recall.py", "--data", str(data), "--labels",
+                           str(data / "labels.jsonl"), "--budgets", "100"], cwd=ROOT,
+                          capture_output=True, text=True, env=batos_env(), timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.strip().splitlines()
+    assert any(line.startswith("dated") for line in lines)
+    assert lines[-1].startswith("recall: 100 tokens:")
