@@ -74,31 +74,42 @@ class View:
     def __len__(self):
         return self.live
 
+    def bm25(self, query):
+        """Every row's BM25 for ``query`` (zope.index's Okapi formula, over the live rows:
+        a pruned row neither scores nor counts), as one array over the segments in order."""
+        terms = query_terms(self.pipeline, query)
+        text = [np.zeros(len(seg), np.float64) for seg in self.segs]
+        for w in terms:
+            found = []
+            for j, seg in enumerate(self.segs):
+                rows, tf = seg.postings(w)
+                if rows is not None and self.alive[j] is not None:
+                    keep = self.alive[j][rows]
+                    rows, tf = rows[keep], tf[keep]
+                found.append((rows, tf))
+            df = sum(len(r) for r, _ in found if r is not None)
+            if not df:
+                continue
+            idf = np.log(1.0 + self.live / df)
+            for j, (rows, tf) in enumerate(found):
+                if rows is None or not len(rows):
+                    continue
+                seg = self.segs[j]
+                norm = accel.K1 * ((1 - accel.B) + accel.B * seg.doclen[rows] / self.avgdl)
+                text[j] += np.bincount(rows, weights=tf * (accel.K1 + 1) / (tf + norm) * idf,
+                                       minlength=len(seg))
+        return np.concatenate(text) if text else np.zeros(0)
+
     def scores(self, query, qvec=None):
         """``(keys, hybrid scores, allowed, times)`` over every row (text alone without
         ``qvec``)."""
-        terms = query_terms(self.pipeline, query)
-        found = [[seg.postings(w) for seg in self.segs] for w in terms]
-        text, vec, ok = [], [], []
-        for j, seg in enumerate(self.segs):
-            t = np.zeros(len(seg), np.float64)
-            for per_seg in found:
-                rows, tf = per_seg[j]
-                if rows is None:
-                    continue
-                df = sum(len(r) for r, _ in per_seg if r is not None)
-                idf = np.log(1.0 + self.live / df)
-                norm = accel.K1 * ((1 - accel.B) + accel.B * seg.doclen[rows] / self.avgdl)
-                t += np.bincount(rows, weights=tf * (accel.K1 + 1) / (tf + norm) * idf,
-                                 minlength=len(seg))
-            text.append(t)
-            if qvec is not None:
-                vec.append(seg.cosines(qvec))
-            ok.append(np.ones(len(seg), bool) if self.alive[j] is None else self.alive[j])
-        ok = np.concatenate(ok) if ok else np.zeros(0, bool)
-        score = TEXT * _z(np.concatenate(text), ok) if text else np.zeros(0)
-        if qvec is not None and vec:
-            score = score + VECTOR * _z(np.concatenate(vec).astype(np.float64), ok)
+        ok = np.concatenate([np.ones(len(s), bool) if a is None else a
+                             for s, a in zip(self.segs, self.alive)]) if self.segs else \
+            np.zeros(0, bool)
+        score = TEXT * _z(self.bm25(query), ok)
+        if qvec is not None and self.segs:
+            vec = np.concatenate([seg.cosines(qvec) for seg in self.segs])
+            score = score + VECTOR * _z(vec.astype(np.float64), ok)
         times = np.concatenate([s.times for s in self.segs]) if self.segs else np.zeros(0)
         return _Keys(self.segs), score, ok, times
 

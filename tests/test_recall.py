@@ -205,3 +205,39 @@ def test_a_lost_segment_blob_costs_recall_not_the_answer_and_reindex_restores_it
 def test_what_the_owner_asks_to_remember(request_, fact):
     from memory.notebook import cue
     assert cue(request_) == fact
+
+
+def test_recall_bm25_equals_zope_index_okapi_over_segments_pending_and_pruned(mem_image):
+    """The ranker's BM25 is written again over segment arrays: it must score every live
+    exchange exactly as zope.index's OkapiIndex does over the same texts."""
+    from zope.index.text.okapiindex import OkapiIndex
+    from zope.index.text.setops import mass_weightedUnion
+
+    from memory.lexicon import make_lexicon
+    keys = put(mem_image, FACTS)
+    recall.flush(mem_image, "hermes", at_least=1)                     # a segment
+    keys += put(mem_image, [("The garden gate squeaks; my cat Pixel hates it.", "Oil it."),
+                            ("Pixel sleeps in the garden.", "Cats do.")])   # pending
+
+    def prune_one(root):              # as ledger.prune does it, for one exchange
+        del root["hermes"].ledger[keys[0]]
+        recall.forget(root, "hermes", [keys[0]])
+    mem_image.run(prune_one)
+    live = [k for k in keys if k != keys[0]]
+    index = OkapiIndex(make_lexicon())
+    with mem_image.view() as root:
+        for i, k in enumerate(live, 1):
+            index.index_doc(i, recall.exchange_text(root["hermes"].ledger[k]))
+        data = recall_search.view(mem_image, root, "hermes")
+        rows = {str(data.segs[j].keys[r]): (j, r) for j in range(len(data.segs))
+                for r in range(len(data.segs[j]))}
+        offsets = np.cumsum([0] + [len(s) for s in data.segs])
+        for query in ("cat Pixel garden", "colour blue", "sister Lisbon", "gate"):
+            ours = data.bm25(query)
+            wids = [w for w in index._lexicon.termToWordIds(query) if w]
+            theirs = mass_weightedUnion(index._search_wids(wids), index.family)
+            assert len(theirs) > 0
+            for i, k in enumerate(live, 1):
+                j, r = rows[k]
+                assert ours[offsets[j] + r] == pytest.approx(theirs.get(i, 0.0), rel=1e-3,
+                                                             abs=1e-3), (query, k)
