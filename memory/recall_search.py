@@ -15,6 +15,7 @@ import numpy as np
 
 from . import accel
 from .lexicon import query_terms
+from .mount import _key
 from .recall import _arrays, _first_dim, _row, index_of
 
 TOP = 50                  # rows whose scores set each signal's scale
@@ -164,19 +165,12 @@ class _Held:
         self.lock = threading.Lock()
 
 
-def _image_key(img):
-    where = str(img.location)
-    if getattr(img.location, "kind", None) == "memory":
-        where = f"memory:{id(img.db)}"
-    return where
-
-
 def view(img, root, mind):
     """The ``View`` of ``mind``'s exchanges as ``root`` sees them (None: none yet)."""
     idx = index_of(root, mind)
     if idx is None:
         return None
-    ck = (_image_key(img), mind)
+    ck = _key(img, f"recall:{mind}")       # as mounted corpora are keyed, per image
     with _lock:
         held = _cache.get(ck)
         if held is None or held.created != idx.created:
