@@ -1,6 +1,8 @@
 """The Image: one ZODB database, whatever storage is under it."""
 import contextlib
 import logging
+import random
+import time
 
 import transaction
 from zope.interface import implementer
@@ -52,9 +54,15 @@ class Image:
     def attempts(self, n=None):
         conn = self.open()
         tm = conn.transaction_manager
+        n = n or self.retries
         try:
-            for attempt in tm.attempts(n or self.retries):
-                yield _Attempt(attempt, conn)
+            for i in range(n):
+                if i:
+                    time.sleep(backoff(i))
+                attempt = _Attempt(conn, last=i == n - 1)
+                yield attempt
+                if attempt.committed:
+                    break
         finally:
             if in_transaction(tm):
                 tm.abort()
@@ -114,16 +122,53 @@ class Image:
         return f"<Image {self.location}{' read-only' if self.read_only else ''}>"
 
 
+def backoff(retry) -> float:
+    """Seconds before retry ``retry`` (1, 2, ...): random, up to 10 ms doubling to 0.5 s, so
+    writers that collided once do not collide again in step."""
+    return random.uniform(0, min(0.5, 0.005 * 2 ** retry))
+
+
 class _Attempt:
-    def __init__(self, attempt, conn):
-        self._attempt, self._conn = attempt, conn
+    """One try: commit at the end of the block; a conflict (a TransientError, from the block
+    or the commit) is aborted, named in the log and retried, unless this is the last try."""
+
+    def __init__(self, conn, last):
+        self.conn, self.last, self.committed = conn, last, False
 
     def __enter__(self):
-        self._attempt.__enter__()
-        return self._conn
+        self.conn.transaction_manager.begin()
+        return self.conn
 
-    def __exit__(self, *exc):
-        return self._attempt.__exit__(*exc)
+    def __exit__(self, t, v, tb):
+        tm = self.conn.transaction_manager
+        raised = None
+        if v is None:
+            try:
+                tm.commit()
+            except Exception as e:          # noqa: BLE001 - retried or raised below
+                v = raised = e
+            else:
+                self.committed = True
+                return False
+        tm.abort()
+        if isinstance(v, transaction.interfaces.TransientError):
+            _say_conflict(v, self.last)
+            if not self.last:
+                return True                  # swallowed: the loop tries again
+        if raised is not None:
+            raise raised
+        return False
+
+
+def _say_conflict(e, last):
+    """Name what a transaction collided over: the hot spot an operator would look at."""
+    from ZODB.utils import oid_repr
+    oid = getattr(e, "oid", None)
+    what = f"{getattr(e, 'class_name', None) or type(e).__name__} {oid_repr(oid) if oid else ''}"
+    log.log(logging.WARNING if last else logging.INFO, "conflict over %s%s", what.strip(),
+            "; no tries left" if last else ", retrying", extra={
+                "event": "conflict_on", "class": getattr(e, "class_name", None),
+                "error": type(e).__name__, "oid": oid_repr(oid) if oid else None})
 
 
 def in_transaction(tm):

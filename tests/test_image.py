@@ -158,6 +158,50 @@ def test_conflict_surfaces_after_the_last_attempt(any_image):
         any_image.run(always_conflict, attempts=2)
 
 
+def test_a_conflict_is_named_and_retried_after_a_random_pause(any_image, caplog,
+                                                               monkeypatch):
+    """The log names what collided (an operator's hot spot); tries do not retry in step."""
+    import logging
+    import time
+
+    from image import image as image_mod
+    pauses = []
+    monkeypatch.setattr(time, "sleep", pauses.append)
+    with any_image.transaction() as conn:
+        conn.root()["c"] = PersistentMapping(n=0)
+
+    def conflict_twice(root):
+        root["c"]["n"] += 1
+        if len(pauses) < 2:
+            with any_image.transaction() as other:
+                other.root()["c"]["n"] += 100
+    with caplog.at_level(logging.INFO, logger="image.image"):
+        any_image.run(conflict_twice, attempts=5)
+    with any_image.view() as root:
+        assert root["c"]["n"] == 201
+        oid = root["c"]._p_oid
+    said = [r for r in caplog.records if getattr(r, "event", None) == "conflict_on"]
+    assert len(said) == 2 and {r.oid for r in said} == {oid_repr(oid)}
+    assert {r.error for r in said} == {"ConflictError"} and said[0].levelno == logging.INFO
+    assert len(pauses) == 2 and all(0 <= p <= 0.5 for p in pauses)
+    draws = {image_mod.backoff(3) for _ in range(20)}
+    assert len(draws) > 10 and max(draws) <= 0.04       # random, and bounded by the try
+
+
+def test_an_error_that_is_not_a_conflict_is_not_retried(any_image):
+    calls = []
+
+    def fails(root):
+        calls.append(1)
+        root["x"] = 1
+        raise ValueError("not a conflict")
+    with pytest.raises(ValueError):
+        any_image.run(fails, attempts=5)
+    assert len(calls) == 1
+    with any_image.view() as root:
+        assert "x" not in root
+
+
 # -- clear errors, nothing lost ---------------------------------------------------------
 
 def test_locked_image_names_the_process_and_how_to_attach(image_dir):
