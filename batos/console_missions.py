@@ -13,6 +13,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from rich.markup import escape
+from transaction.interfaces import TransientError
 
 from kernel import missions as ms
 from kernel.psm import CycleFailed, Services, run_mission
@@ -103,6 +104,12 @@ class Missions:
         except ms.StaleClaim as e:
             self.out.print(f"\n[yellow]{escape(str(e))}[/]")
             return self._poll(mid)
+        except TransientError as e:
+            img.run(ms.release, mid, fence, note=f"mission {mid}: handed back by a console")
+            self.out.print(f"\n[yellow]the image was too busy to take the answer "
+                           f"({escape(type(e).__name__)}); mission {mid} stays queued: a kernel "
+                           "runs it, or ask again[/]")
+            return None
         finally:
             img.run(runners.leave, me, note="console runner left")
 

@@ -18,6 +18,8 @@ import queue
 import threading
 import time
 
+from transaction.interfaces import TransientError
+
 from image import open_image
 from image.errors import ImageError, ImageLocked
 from image.location import local_dir
@@ -398,6 +400,10 @@ class Kernel:
             pass                     # logged, recorded and streamed by run_mission
         except ms.StaleClaim:
             pass                     # logged by run_mission; the stored state says how it ends
+        except TransientError as e:  # every commit conflicted (logged): it stays queued
+            self._hand_back(mid, fence)
+            s.push("cancelled", f"the image was too busy to take the answer ({type(e).__name__}); "
+                                "the mission stays queued")
         except Exception as e:      # the image could not be reached: the mission stays queued
             log.exception("mission %s could not run", mid, extra={"event": "mission_error",
                                                                   "mission": mid})

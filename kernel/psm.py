@@ -25,6 +25,7 @@ import threading
 import time
 
 from persistent.mapping import PersistentMapping
+from transaction.interfaces import TransientError
 
 from image.errors import ImageError
 from image.keys import new_key
@@ -47,7 +48,7 @@ from .tools import TOOLS
 
 log = logging.getLogger("batos.psm")
 OTHER = {"orai": "hermes", "hermes": "orai"}
-COMMIT_TRIES = 6          # a retry re-runs the cycle from the memo: a commit, no inference
+COMMIT_TRIES = 10         # a retry re-runs the cycle from the memo: a commit, no inference
 
 
 class Cancelled(Exception):
@@ -338,8 +339,9 @@ def run_mission(img, mid, services, *, on_event=None, fence=None) -> dict:
 
     ``fence``: the ``(runner, epoch)`` of this runner's claim (missions.claim); the cycle
     and its failure record are written only while it holds. None: an unclaimed run in
-    this process (tests). Raises CycleFailed (after writing the failure record),
-    Cancelled, or StaleClaim (nothing written).
+    this process (tests). Raises CycleFailed (after writing the failure record), or
+    with nothing written: Cancelled, StaleClaim, or a TransientError when every commit
+    conflicted (the caller hands its claim back; the mission stays queued).
     """
     from .missions import summary
     memo, cycle, tries = {}, None, 0
@@ -367,6 +369,11 @@ def run_mission(img, mid, services, *, on_event=None, fence=None) -> dict:
         raise
     except StaleClaim as e:
         log.warning("%s", e, extra={"event": "fenced", "mission": mid, "fence": fence})
+        raise
+    except TransientError as e:
+        # nothing is wrong with the mission: the image was too busy to take its commit
+        log.warning("mission %s: still conflicting after %d tries (%s); it stays queued", mid,
+                    tries, type(e).__name__, extra={"event": "busy", "mission": mid})
         raise
     except Exception as e:
         state = cycle.failed_in if cycle is not None else "IDLE"

@@ -179,6 +179,31 @@ def test_conflict_at_commit_is_retried_without_generating_again(psm):
         assert len(root["hermes"].ledger) == 1
 
 
+def test_a_mission_whose_every_commit_conflicts_stays_queued_not_failed(psm, monkeypatch):
+    """Contention is not the mission's fault: no failure record, nothing written, queued."""
+    from transaction.interfaces import TransientError
+
+    from kernel import psm as psm_mod
+    img, svc, answers, models = psm
+    monkeypatch.setattr(psm_mod, "COMMIT_TRIES", 3)
+    mid = enqueue(img, "hermes", "Hello")
+    answers["hermes"].append("Hi there.")
+
+    def meddle(kind, data):          # another writer touches the mission in every try
+        if kind == "state" and data == "COMPLETE":
+            with img.transaction() as conn:
+                m = conn.root()["missions"][mid]
+                m.options = {"touched": m.options.get("touched", 0) + 1}
+    with pytest.raises(TransientError):
+        run_mission(img, mid, svc, on_event=meddle)
+    assert len(models["hermes"].calls) == 1              # generated once, committed never
+    with img.view() as root:
+        m = root["missions"][mid]
+        assert m.options == {"touched": 3} and m.state == "IDLE" and m.answer is None
+        assert queued(root) == [mid] and len(root["failures"]) == 0
+        assert len(root["hermes"].ledger) == 0
+
+
 def test_audit_mission_stores_its_report(psm):
     img, svc, _, _ = psm
     mid = enqueue(img, "hermes", "self-audit", kind="audit", source="heartbeat")
