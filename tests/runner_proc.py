@@ -40,10 +40,13 @@ class Embedder:
 
 
 def answer(text):
-    if "poison" in text:
+    # the request alone: recalled past exchanges in the prompt would make a later mission
+    # slow (or poisoned) because an earlier one was
+    request = text.rsplit("<|user|>\n", 1)[-1].split("\n<|", 1)[0]
+    if "poison" in request:
         os.kill(os.getpid(), signal.SIGKILL)
-    time.sleep(SLOW if "slow" in text else PAUSE)
-    return f"answered: {text.split()[-1] if text.split() else ''}"
+    time.sleep(SLOW if "slow" in request else PAUSE)
+    return f"answered: {request.split()[-1] if request.split() else ''}"
 
 
 def start(spec, role, env, stderr=None):

@@ -183,6 +183,35 @@ def test_a_hostname_is_not_a_machine(mem_image):
     assert runners.machine_id() == runners.machine_id() and len(runners.machine_id()) == 16
 
 
+def test_a_mission_the_image_is_too_busy_to_commit_is_handed_back(folder_image, monkeypatch):
+    """Every commit conflicted (run_mission raises a TransientError): the runner hands its
+    claim back, so the mission is queued for anyone, with no failure and no lapse."""
+    from ZODB.POSException import ConflictError
+
+    from image import resolve
+    from kernel import kernel as kernel_mod
+    from kernel.kernel import Kernel
+
+    def busy(img, mid, services, **kw):
+        raise ConflictError("every try conflicted")
+    monkeypatch.setattr(kernel_mod, "run_mission", busy)
+    with folder_image.transaction() as conn:
+        mid = ms.new_mission(conn.root(), "hermes", "hello").id
+    folder_image.close()
+    k = Kernel(resolve(str(folder_image.location.path)), http="off", threads=0, heartbeat=0,
+               dream_at="off").start()
+    try:
+        k._run(mid)
+        with k.img.view() as root:
+            m = root["missions"][mid]
+            assert (m.runner, m.attempts, m.lapses, m.state) == (None, 1, 0, "IDLE")
+            assert ms.queued(root) == [mid] and len(root["failures"]) == 0
+        kind, said = k.stream(mid).events[-1][:2]
+        assert kind == "cancelled" and "too busy" in said
+    finally:
+        k.stop()
+
+
 def test_bad_worker_options_are_refused():
     from image.errors import SettingsError
     from kernel.options import options
@@ -201,8 +230,19 @@ def _holds_slow(img, runner):
 
 
 def _done(img):
+    """How many missions are COMPLETE (a FAILED one fails the waiting test at once)."""
     with img.view() as root:
-        return sum(1 for m in root["missions"].values() if m.state == "COMPLETE")
+        states = [m.state for m in root["missions"].values()]
+    assert "FAILED" not in states, f"a mission failed:\n{_unfinished(img)}"
+    return states.count("COMPLETE")
+
+
+def _unfinished(img):
+    """What a failed wait reports: each mission not COMPLETE, the failures, the runners."""
+    with img.view() as root:
+        said = [ms.summary(m) for m in root["missions"].values() if m.state != "COMPLETE"]
+        said += [dict(f) for f in root["failures"].values()] + runners.rows(root)
+    return "\n".join(map(str, said))
 
 
 def test_a_kernel_and_two_workers_complete_each_mission_once_with_one_worker_killed(
@@ -230,7 +270,8 @@ def test_a_kernel_and_two_workers_complete_each_mission_once_with_one_worker_kil
         os.kill(a.pid, signal.SIGKILL)                 # mid-mission: it holds a slow one
         a.wait(30)
         while _done(img) < n:
-            assert time.monotonic() < deadline, f"only {_done(img)} of {n} done"
+            assert time.monotonic() < deadline, (
+                f"only {_done(img)} of {n} done:\n{_unfinished(img)}")
             time.sleep(0.1)
         with img.view() as root:
             for mid in ids:
@@ -246,8 +287,9 @@ def test_a_kernel_and_two_workers_complete_each_mission_once_with_one_worker_kil
             assert len(others) == 2 and sum(not r["alive"] for r in others) == 1
             did = {m.runner for m in (root["missions"][i] for i in ids)}
             assert len(did) >= 2                       # the work was shared
-            # what the killed runner had claimed, another runner ran again
-            retried = [root["missions"][i] for i in ids if root["missions"][i].attempts > 1]
+            # what the killed runner had claimed, another runner ran again (a mission handed
+            # back when the image was too busy to commit it is retried too, with no lapse)
+            retried = [root["missions"][i] for i in ids if root["missions"][i].lapses > 0]
             assert retried and all(rows[m.runner]["alive"] for m in retried), [
                 (m.id, m.attempts, m.lapses, m.epoch, m.runner, rows[m.runner]["alive"])
                 for m in retried]
