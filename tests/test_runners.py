@@ -465,3 +465,91 @@ def test_served_only_where_runners_share_the_image_and_one_is_alive(mem_image, t
         for rid in list(conn.root()["runners"]):
             runners.leave(conn.root(), rid)
     assert not runners.served(Shared())
+
+
+# -- the smaller rules, pinned (survivors of the runners mutation run) -----------------
+
+def test_the_machine_id_is_the_os_machine_id_this_boot_and_this_pid_namespace():
+    import hashlib
+    from pathlib import Path
+    parts = [Path("/etc/machine-id").read_text().strip(),
+             Path("/proc/sys/kernel/random/boot_id").read_text().strip(),
+             os.readlink("/proc/self/ns/pid")]
+    if not parts[0]:
+        pytest.skip("this machine has no /etc/machine-id")
+    want = hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+    assert runners.machine_id() == want
+
+
+def test_a_made_machine_id_goes_in_the_state_folder_even_one_made_already(tmp_path,
+                                                                           monkeypatch):
+    monkeypatch.delenv("XDG_STATE_HOME", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / ".local" / "state" / "batos").mkdir(parents=True)     # there, but empty
+    made = runners._state_id()
+    assert (tmp_path / ".local" / "state" / "batos" / "machine-id").read_text() == made
+
+
+def test_an_id_is_host_pid_start_and_six_random_hex_digits():
+    import socket
+    host, pid, start, bits = runners.new_id(started=1234.9).split(":")
+    assert (host, pid, start) == (socket.gethostname(), str(os.getpid()), "1234")
+    assert len(bits) == 6 and int(bits, 16) >= 0
+    assert runners.new_id() != runners.new_id()
+
+
+def test_a_presence_record_counts_its_beats_and_keeps_its_start(mem_image):
+    before = time.time()
+    with mem_image.transaction() as conn:
+        for _ in range(3):
+            rec = runners.beat(conn.root(), "me:1:1:a", role="runner", minds=("hermes",),
+                               running={"m2", "m1"}, done=4, expiry=7)
+        given = runners.beat(conn.root(), "me:1:1:b", role="runner", started=42.0)
+    assert rec["beats"] == 3 and before <= rec["started"] <= time.time()
+    assert (rec["minds"], rec["running"], rec["done"], rec["expiry"]) == (
+        ["hermes"], ["m1", "m2"], 4, 7.0)
+    assert given["started"] == 42.0 and given["beats"] == 1
+
+
+def test_a_record_from_any_other_machine_is_judged_by_silence_alone(mem_image):
+    """Whatever its id sorts like next to ours: no pid rule applies to it."""
+    with mem_image.transaction() as conn:
+        for rid, machine in (("low:999999:1:a", "0" * 16), ("high:999999:1:a", "f" * 16)):
+            runners.beat(conn.root(), rid, role="runner")["machine"] = machine
+    with mem_image.view() as root:
+        judge = runners.Judge(root)
+        assert judge.alive("low:999999:1:a") and judge.alive("high:999999:1:a")
+
+
+def test_silence_is_read_from_a_record_not_yet_loaded(mem_image, storage_clock):
+    with mem_image.transaction() as conn:
+        _elsewhere(conn.root(), "quiet:1:1:a")
+    storage_clock(20)
+    mem_image.run(runners.beat, "me:1:1:b", role="kernel")
+    with mem_image.view() as root:
+        rec = root["runners"]["quiet:1:1:a"]
+        rec._p_deactivate()                 # a ghost, as a fresh connection would hold it
+        assert 19 < runners.Judge(root).silence(rec) < 25
+
+
+def test_someone_elses_process_that_we_may_not_inspect_still_exists(mem_image, monkeypatch):
+    import psutil
+    me = runners.new_id()
+    with mem_image.transaction() as conn:
+        runners.beat(conn.root(), me, role="kernel")
+
+    def denied(pid=None):
+        raise psutil.AccessDenied(pid)
+    monkeypatch.setattr(psutil, "Process", denied)
+    with mem_image.view() as root:
+        assert runners.Judge(root).alive(me)
+
+
+def test_rows_give_silence_to_a_tenth_of_a_second(mem_image, storage_clock):
+    with mem_image.transaction() as conn:
+        _elsewhere(conn.root(), "b:1:1:a")
+    storage_clock(12.34)
+    mem_image.run(runners.beat, "me:1:1:b", role="kernel")
+    with mem_image.view() as root:
+        silent = {r["id"]: r["silent_s"] for r in runners.rows(root)}["b:1:1:a"]
+    assert silent != round(silent) and silent == round(silent, 1)
