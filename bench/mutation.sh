@@ -22,7 +22,7 @@ declare -A TESTS=(
   [prototypes/persist.py]="tests/test_prototypes.py tests/test_isolation.py -m unit"
   [prototypes/capabilities.py]="tests/test_isolation.py tests/test_extend.py -m unit"
   [prototypes/isolation.py]="tests/test_isolation.py -m unit"
-  [kernel/missions.py]="tests/test_runners.py tests/test_psm.py -m unit"
+  [kernel/missions.py]="tests/test_missions_rules.py tests/test_runners.py tests/test_psm.py -m unit"
   [kernel/runners.py]="tests/test_runners.py -m unit"
   [night/lineage.py]="tests/test_lineage_rules.py"
 )
