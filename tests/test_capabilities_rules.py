@@ -78,3 +78,15 @@ def test_a_nested_call_has_only_what_both_methods_were_granted():
     with pytest.raises(CapabilityError, match="'others' grant"):
         r.check(other, "x", None, 1, by=[t._slots.data["inner"]])
     assert r.granted == {"others"}                             # restored after the check
+
+
+def test_a_revoke_removes_one_kind_and_is_a_no_op_on_a_method_never_granted():
+    from prototypes.capabilities import grants, revoke
+    t = UvmObject(name="t")
+    install(t, "f", "def f(self):\n    return 1\n", {"author": "mind"})
+    assert grants(revoke(t, "f", "others")) == {}              # never granted: nothing to do
+    grant(t, "f", "others", by="test")
+    grant(t, "f", "limits", by="test")
+    assert set(grants(revoke(t, "f", "others"))) == {"limits"}
+    with pytest.raises(ValueError, match="not 'everything'"):
+        grant(t, "f", "everything")
