@@ -51,7 +51,8 @@ def test_a_promotion_serves_the_new_generation_and_records_it_in_one_transaction
     before = img.last_transaction()
     seen = []
     n = promote(img, "hermes", master=model("m1"), runtime=model("r1"),
-                record={"dataset": 30, "gate": [{"name": "identity", "passed": True}]},
+                record={"dataset": 30, "gate": [{"name": "identity", "passed": True}],
+                        "accuracy": 0.9},
                 adapter=adapter(tmp_path), also=lambda root, g: seen.append(
                     (g, root["hermes"].generation)))
     assert n == 1 and seen == [(1, 1)]                  # `also` sees the promotion itself
@@ -75,6 +76,7 @@ def test_a_promotion_serves_the_new_generation_and_records_it_in_one_transaction
     assert (got / "b_weights.safetensors").read_bytes() == b"\1" * 3000
     assert [(r["generation"], r["serving"]) for r in listed] == [(0, False), (1, True)]
     assert "adapter" not in listed[1] and listed[1]["adapter_bytes"] > 3000
+    assert listed[1]["accuracy"] == 0.9 and listed[1]["dataset"] == 30    # the rest, kept
     assert "adapter_bytes" not in listed[0]
 
 

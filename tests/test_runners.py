@@ -553,3 +553,43 @@ def test_rows_give_silence_to_a_tenth_of_a_second(mem_image, storage_clock):
     with mem_image.view() as root:
         silent = {r["id"]: r["silent_s"] for r in runners.rows(root)}["b:1:1:a"]
     assert silent != round(silent) and silent == round(silent, 1)
+
+
+def test_without_an_os_machine_id_or_boot_id_the_next_source_is_used(monkeypatch):
+    import hashlib
+
+    import psutil
+    real = runners.Path
+    gone = set()
+
+    class Partly(type(real())):
+        def read_text(self, *a, **kw):
+            if str(self) in gone:
+                raise OSError("none here")
+            return super().read_text(*a, **kw)
+    monkeypatch.setattr(runners, "Path", Partly)
+    dbus = real("/var/lib/dbus/machine-id")
+    if not dbus.exists():
+        pytest.skip("this machine has no /var/lib/dbus/machine-id")
+    ns = os.readlink("/proc/self/ns/pid")
+    try:
+        gone.update({"/etc/machine-id", "/proc/sys/kernel/random/boot_id"})
+        runners.machine_id.cache_clear()
+        parts = [dbus.read_text().strip(), str(int(psutil.boot_time())), ns]
+        assert runners.machine_id() == hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+    finally:
+        runners.machine_id.cache_clear()
+
+
+def test_nothing_is_claimable_that_is_not_there_and_no_table_serves_nobody(mem_image):
+    with mem_image.view() as root:
+        assert not runners.Judge(root).claimable(None, "me:1:1:a")
+
+    class Shared:
+        location = type("L", (), {"shared": True})()
+
+        @staticmethod
+        def view():
+            import contextlib
+            return contextlib.nullcontext({})
+    assert not runners.served(Shared())
