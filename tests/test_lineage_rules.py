@@ -117,6 +117,7 @@ def test_rollback_serves_the_parent_and_refuses_at_generation_zero(gen0):
         m = root["hermes"]
         assert m.lineage[1]["deployed"] is False and m.lineage[1]["rolled_back"]
         assert m.lineage[0]["deployed"] is True
+        assert [r["serving"] for r in rows(root, "hermes")] == [True, False]
     with pytest.raises(LineageError, match="generation 0; there is no earlier"):
         rollback(gen0, "hermes")
 
@@ -175,3 +176,6 @@ def test_a_promotion_retried_after_a_conflict_makes_a_fresh_adapter_blob(gen0, t
         got = unpack_adapter(root["hermes"].lineage[1]["adapter"], tmp_path / "back")
         assert root["hermes"].note == "another writer"
     assert (got / "b_weights.safetensors").read_bytes() == b"\2" * 100
+    with gen0.view() as root:                    # into a folder that is there already
+        again = unpack_adapter(root["hermes"].lineage[1]["adapter"], tmp_path / "back")
+    assert again == got
