@@ -176,6 +176,8 @@ def test_a_promotion_retried_after_a_conflict_makes_a_fresh_adapter_blob(gen0, t
         got = unpack_adapter(root["hermes"].lineage[1]["adapter"], tmp_path / "back")
         assert root["hermes"].note == "another writer"
     assert (got / "b_weights.safetensors").read_bytes() == b"\2" * 100
-    with gen0.view() as root:                    # into a folder that is there already
-        again = unpack_adapter(root["hermes"].lineage[1]["adapter"], tmp_path / "back")
-    assert again == got
+    with gen0.view() as root:                    # into a folder that is there already,
+        blob = root["hermes"].lineage[1]["adapter"]
+        assert unpack_adapter(blob, tmp_path / "back") == got
+        deep = unpack_adapter(blob, tmp_path / "a" / "b")       # and one that is not, deep
+    assert (deep / "b_weights.safetensors").read_bytes() == b"\2" * 100
