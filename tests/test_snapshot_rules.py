@@ -172,12 +172,17 @@ def test_a_restore_makes_its_folder_and_refuses_a_copy_that_differs(blobbed, tmp
     from image import snapshot as snapshot_mod
     real = snapshot_mod.copy_hashed
 
+    blobs = sorted(rel for rel in snap.manifest["files"] if rel.endswith(".blob"))
+    wrong = {blobs[0]: "0" * 64, blobs[1]: "f" * 64}         # below and above the right one
+
     def bad_copy(src, dest, progress):
         got = real(src, dest, progress)
-        return {**got, "sha256": "0" * 64} if str(src).endswith(".blob") else got
+        rel = src.relative_to(snap.path).as_posix()
+        return {**got, "sha256": wrong[rel]} if rel in wrong else got
     monkeypatch.setattr(snapshot_mod, "copy_hashed", bad_copy)
-    with pytest.raises(SnapshotError, match=r"copies differ from the manifest: blobs/"):
+    with pytest.raises(SnapshotError, match="copies differ from the manifest") as e:
         restore_snapshot(snap, tmp_path / "d")
+    assert all(rel in str(e.value) for rel in wrong) and blobs[2] not in str(e.value)
 
 
 def test_a_copy_must_end_exactly_at_the_cut(blobbed, tmp_path):
@@ -195,6 +200,14 @@ def test_a_data_file_with_no_transaction_has_no_cut(tmp_path):
         path.write_bytes(b"FS21"[:size])
         with open(path, "rb") as f, pytest.raises(SnapshotError, match="no committed"):
             last_tid_before(f.fileno(), size)
+
+
+def test_image_at_a_snapshot_of_the_live_images_last_state_reads_the_live_image(blobbed):
+    snap = create_snapshot(blobbed.location, "now")
+    blobbed.close()                                 # the live image, no newer commit
+    img, tid, source = open_at(blobbed.location, "now")
+    img.close()
+    assert tid == snap.tid and source == "live image history"
 
 
 def test_image_at_a_snapshot_newer_than_the_live_image_opens_the_snapshot_read_only(
