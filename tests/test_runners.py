@@ -484,10 +484,25 @@ def test_the_machine_id_is_the_os_machine_id_this_boot_and_this_pid_namespace():
 def test_a_made_machine_id_goes_in_the_state_folder_even_one_made_already(tmp_path,
                                                                            monkeypatch):
     monkeypatch.delenv("XDG_STATE_HOME", raising=False)
-    monkeypatch.setenv("HOME", str(tmp_path))
-    (tmp_path / ".local" / "state" / "batos").mkdir(parents=True)     # there, but empty
-    made = runners._state_id()
-    assert (tmp_path / ".local" / "state" / "batos" / "machine-id").read_text() == made
+    for home, there in ((tmp_path / "a", False), (tmp_path / "b", True)):
+        monkeypatch.setenv("HOME", str(home))
+        if there:
+            (home / ".local" / "state" / "batos").mkdir(parents=True)    # there, but empty
+        made = runners._state_id()
+        assert (home / ".local" / "state" / "batos" / "machine-id").read_text() == made
+
+
+def test_two_first_writers_of_a_made_machine_id_agree_on_the_first(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    real_link = os.link
+
+    def lost_the_race(src, dst):            # another process links its id in first
+        (tmp_path / "theirs").write_text("their-id")
+        real_link(tmp_path / "theirs", dst)
+        raise FileExistsError(dst)
+    monkeypatch.setattr(runners.os, "link", lost_the_race)
+    assert runners._state_id() == "their-id"
+    assert sorted(p.name for p in (tmp_path / "batos").iterdir()) == ["machine-id"]
 
 
 def test_an_id_is_host_pid_start_and_six_random_hex_digits():
@@ -508,7 +523,7 @@ def test_a_presence_record_counts_its_beats_and_keeps_its_start(mem_image):
     assert rec["beats"] == 3 and before <= rec["started"] <= time.time()
     assert (rec["minds"], rec["running"], rec["done"], rec["expiry"]) == (
         ["hermes"], ["m1", "m2"], 4, 7.0)
-    assert given["started"] == 42.0 and given["beats"] == 1
+    assert given["started"] == 42.0 and given["beats"] == 1 and given["done"] == 0
 
 
 def test_a_record_from_any_other_machine_is_judged_by_silence_alone(mem_image):
@@ -527,9 +542,15 @@ def test_silence_is_read_from_a_record_not_yet_loaded(mem_image, storage_clock):
     storage_clock(20)
     mem_image.run(runners.beat, "me:1:1:b", role="kernel")
     with mem_image.view() as root:
+        import gc
+
+        from ZODB.utils import z64
+        judge = runners.Judge(root)
+        root._p_jar.cacheMinimize()         # dropped from the cache: loaded anew, as a
+        gc.collect()                        # fresh connection would (no serial yet)
         rec = root["runners"]["quiet:1:1:a"]
-        rec._p_deactivate()                 # a ghost, as a fresh connection would hold it
-        assert 19 < runners.Judge(root).silence(rec) < 25
+        assert rec._p_changed is None and rec._p_serial == z64
+        assert 19 < judge.silence(rec) < 25
 
 
 def test_someone_elses_process_that_we_may_not_inspect_still_exists(mem_image, monkeypatch):
