@@ -151,3 +151,51 @@ def test_a_summary_is_plain_data(mem_image):
         ms.enter(conn.root(), m, "FAILED")
         assert ms.summary(m)["running"] is False
         assert json.loads(json.dumps(ms.summary(m))) == ms.summary(m)
+
+
+def test_an_older_epoch_never_holds_a_newer_claim(mem_image):
+    me = _me(mem_image)
+    mid = _mission(mem_image)
+    first = mem_image.run(ms.claim, mid, me)
+    second = mem_image.run(ms.claim, mid, me)
+    with mem_image.view() as root:
+        assert ms.holds(root, mid, second) and not ms.holds(root, mid, first)
+
+
+def test_the_third_lapse_fails_the_mission_as_the_docs_say(mem_image, monkeypatch):
+    holders = [f"dies:{i}:1:a" for i in range(4)]
+    for rid in holders:
+        _me(mem_image, rid)
+    mid = _mission(mem_image, "poison")
+    alive = set(holders)
+    monkeypatch.setattr(runners.Judge, "alive", lambda self, rid: rid in alive)
+    for i, rid in enumerate(holders[:3]):
+        assert mem_image.run(ms.claim, mid, rid) == (rid, i + 1)
+        alive.discard(rid)                                    # and it dies holding it
+    assert mem_image.run(ms.claim, mid, holders[3]) is None
+    with mem_image.view() as root:
+        m = root["missions"][mid]
+        assert m.state == "FAILED" and m.lapses == 3 and "lapsed 3 times" in m.error
+
+
+def test_a_mission_from_before_claims_had_epochs_is_claimed_from_zero(mem_image):
+    me = _me(mem_image)
+    mid = _mission(mem_image)
+    with mem_image.transaction() as conn:           # as an older image stored it
+        m = conn.root()["missions"][mid]
+        m.remove_slot("epoch")
+        m.remove_slot("lapses")
+    with mem_image.view() as root:
+        m = root["missions"][mid]
+        assert ms.holds(root, mid, (None, 0)) and ms.summary(m)["lapses"] == 0
+        with pytest.raises(ms.StaleClaim, match=r"\(now \(None, 0\)\)"):
+            ms.check_fence(root, mid, (me, 1), "answer")
+    assert mem_image.run(ms.claim, mid, me) == (me, 1)
+
+
+def test_the_queue_shows_a_hundred_by_default(mem_image):
+    with mem_image.transaction() as conn:
+        for i in range(101):
+            ms.new_mission(conn.root(), "hermes", f"q{i}")
+    with mem_image.view() as root:
+        assert len(ms.queued(root)) == 100 and ms.queue_length(root) == 101
