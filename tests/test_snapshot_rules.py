@@ -102,6 +102,25 @@ def test_blob_revisions_after_the_cut_stay_out(blobbed):
     assert len(blobs) == 3 and all(_tid_of_blob_file(p) <= snap.tid for p in blobs)
 
 
+def test_a_blob_revision_committed_just_after_the_cut_is_chosen_stays_out(blobbed,
+                                                                         monkeypatch):
+    from image import snapshot as snapshot_mod
+    real, later = snapshot_mod.last_tid_before, []
+
+    def cut_then_commit(fd, end):
+        tid = real(fd, end)
+        with blobbed.transaction() as conn:          # lands before the blobs are listed
+            with conn.root()["files"]["b"].open("w") as f:
+                f.write(b"just after the cut")
+        later.append(blobbed.last_transaction())
+        return tid
+    monkeypatch.setattr(snapshot_mod, "last_tid_before", cut_then_commit)
+    snap = create_snapshot(blobbed.location, "cut")
+    assert later[0] > snap.tid
+    blobs = list(snap.path.rglob("*.blob"))
+    assert len(blobs) == 3 and all(_tid_of_blob_file(p) <= snap.tid for p in blobs)
+
+
 def test_a_current_blob_whose_file_is_gone_stops_the_snapshot_naming_its_owner(blobbed):
     with blobbed.view() as root:
         path = root["files"]["b"].committed()
