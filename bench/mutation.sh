@@ -17,7 +17,7 @@ py=$here/.venv/bin/python
 
 # module -> the tests that cover it (the fast, in-process ones where they suffice)
 declare -A TESTS=(
-  [image/copy.py]="tests/test_image_copy.py -m unit"
+  [image/copy.py]="tests/test_copy_rules.py tests/test_image_copy.py -m unit"
   [image/snapshot.py]="tests/test_snapshot.py tests/test_snapshot_rules.py -m unit"
   [prototypes/persist.py]="tests/test_prototypes.py tests/test_isolation.py -m unit"
   [prototypes/capabilities.py]="tests/test_capabilities_rules.py tests/test_isolation.py tests/test_extend.py -m unit"
