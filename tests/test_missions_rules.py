@@ -199,3 +199,4 @@ def test_the_queue_shows_a_hundred_by_default(mem_image):
             ms.new_mission(conn.root(), "hermes", f"q{i}")
     with mem_image.view() as root:
         assert len(ms.queued(root)) == 100 and ms.queue_length(root) == 101
+        assert len(ms.recent(root)) == 10           # the last ten, by default
