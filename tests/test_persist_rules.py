@@ -21,7 +21,7 @@ from prototypes.persist import (
 def test_a_persistent_set_compares_and_operates_like_a_set():
     s = PersistentSet({1, 2, 3})
     assert s == {1, 2, 3} and s == PersistentSet({3, 2, 1}) and not s == {1, 2}
-    assert s != {1}
+    assert s != {1} and not PersistentSet({1}) == {1, 2}       # equal, not a subset
     with pytest.raises(TypeError):                            # unhashable, like a set
         hash(s)
     assert (s | [4]) == {1, 2, 3, 4} and (s & [2, 3, 9]) == {2, 3}
@@ -155,3 +155,13 @@ def test_jsonable_writes_tracked_containers_as_json_and_the_rest_as_text():
     assert jsonable({3, 1}) == [1, 3] and jsonable(frozenset({2})) == [2]
     assert jsonable(PersistentSet({2, 1})) == [1, 2]
     assert jsonable(3.5) == "3.5" and jsonable(b"x") == "b'x'"
+
+
+def test_tracking_what_is_tracked_already_writes_nothing(mem_image):
+    with mem_image.transaction() as conn:
+        conn.root()["l"] = PersistentList([1, "a", (2, 3)])
+        conn.root()["m"] = PersistentMapping(a=1, b=(2, "c"))
+    with mem_image.transaction() as conn:
+        for name in ("l", "m"):
+            value = conn.root()[name]
+            assert tracked(value) is value and not value._p_changed    # no spurious write
