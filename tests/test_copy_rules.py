@@ -144,3 +144,14 @@ def test_a_copy_into_a_database_that_fails_says_to_drop_it(source, tmp_path, mon
     monkeypatch.setattr(copy_mod, "copy_transactions", boom)
     with pytest.raises(ImageError, match="the disk is full; .* partial copy: drop it"):
         copy_image(src, resolve(postgres.url()))
+
+
+def test_an_image_in_use_is_copied_through_a_read_only_open(tmp_path):
+    img = open_image(tmp_path / "live", create=True)        # held open, and locked, here
+    with img.transaction() as conn:
+        conn.root()["a"] = PersistentMapping(n=1)
+    try:
+        report = copy_image(resolve(str(tmp_path / "live")), resolve(str(tmp_path / "copy")))
+        assert report["verified"]
+    finally:
+        img.close()
