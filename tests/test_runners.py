@@ -168,6 +168,7 @@ def test_a_gone_process_on_this_machine_has_lapsed_at_once(mem_image):
         runners.beat(root, gone, role="runner")      # on this machine, but its process is gone
         runners.beat(root, me, role="kernel")
     with mem_image.view() as root:
+        root._p_jar.cacheMinimize()        # the records as loaded from storage (new strings)
         judge = runners.Judge(root)
         assert not judge.alive(gone) and judge.alive(me)
         assert sorted(r["alive"] for r in runners.rows(root)) == [False, True]
