@@ -537,11 +537,16 @@ def test_a_record_from_any_other_machine_is_judged_by_silence_alone(mem_image):
         assert judge.alive("low:999999:1:a") and judge.alive("high:999999:1:a")
 
 
+def _silent_for(img, storage_clock, rid, seconds):
+    """A record of another machine's runner, then ``seconds`` of storage time and a beat."""
+    with img.transaction() as conn:
+        _elsewhere(conn.root(), rid)
+    storage_clock(seconds)
+    img.run(runners.beat, "me:1:1:b", role="kernel")
+
+
 def test_silence_is_read_from_a_record_not_yet_loaded(mem_image, storage_clock):
-    with mem_image.transaction() as conn:
-        _elsewhere(conn.root(), "quiet:1:1:a")
-    storage_clock(20)
-    mem_image.run(runners.beat, "me:1:1:b", role="kernel")
+    _silent_for(mem_image, storage_clock, "quiet:1:1:a", 20)
     with mem_image.view() as root:
         import gc
 
@@ -568,10 +573,7 @@ def test_someone_elses_process_that_we_may_not_inspect_still_exists(mem_image, m
 
 
 def test_rows_give_silence_to_a_tenth_of_a_second(mem_image, storage_clock):
-    with mem_image.transaction() as conn:
-        _elsewhere(conn.root(), "b:1:1:a")
-    storage_clock(12.34)
-    mem_image.run(runners.beat, "me:1:1:b", role="kernel")
+    _silent_for(mem_image, storage_clock, "b:1:1:a", 12.34)
     with mem_image.view() as root:
         silent = {r["id"]: r["silent_s"] for r in runners.rows(root)}["b:1:1:a"]
     assert silent != round(silent) and silent == round(silent, 1)
