@@ -24,7 +24,7 @@ declare -A TESTS=(
   [prototypes/capabilities.py]="tests/test_capabilities_rules.py tests/test_isolation.py tests/test_extend.py -m unit"
   [prototypes/isolation.py]="tests/test_isolation.py -m unit"
   [kernel/missions.py]="tests/test_missions_rules.py tests/test_runners.py tests/test_psm.py -m unit"
-  [kernel/runners.py]="tests/test_runners.py -m unit --deselect tests/test_runners.py::test_a_kernel_killed_mid_mission_loses_nothing_committed"
+  [kernel/runners.py]="tests/test_runners_rules.py tests/test_runners.py -m unit --deselect tests/test_runners.py::test_a_kernel_killed_mid_mission_loses_nothing_committed"
   [night/lineage.py]="tests/test_lineage_rules.py"
 )
 modules=("$@")

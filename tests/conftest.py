@@ -2,6 +2,7 @@ import inspect
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -225,3 +226,15 @@ def shared_image(request, tmp_path):
     bootstrap(img)
     img.close()
     return spec
+
+
+@pytest.fixture
+def storage_clock(monkeypatch):
+    """Move the clock the storage stamps transactions with (and only that: the rules read
+    no other). ``storage_clock(30)`` puts it 30 s ahead from now on."""
+    real, skew = time.time, [0.0]
+    monkeypatch.setattr(time, "time", lambda: real() + skew[0])
+
+    def advance(seconds):
+        skew[0] += seconds
+    return advance
