@@ -26,7 +26,11 @@ class IImage(Interface):
         """Context manager yielding a connection; commit on success, abort on error."""
 
     def attempts(n=None):
-        """Iterate retrying attempts: ``for a in img.attempts(): with a as conn: ...``."""
+        """Iterate retrying attempts: ``for a in img.attempts(): with a as conn: ...``.
+
+        Each attempt commits at the end of its block. A conflict (a TransientError from
+        the block or the commit) is aborted, logged with what collided, and tried again
+        after a random pause that grows with each try; the ``n``-th raises it."""
 
     def run(fn, *args, attempts=None, note=None, **kw):
         """Call ``fn(root, *args, **kw)`` in a retried transaction; return its result."""
